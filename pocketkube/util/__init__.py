@@ -1,0 +1,1 @@
+"""Leaf helpers (asyncio supervision, clocks, backoff) that import nothing else of pocketkube."""
