@@ -1,0 +1,69 @@
+"""Admission: the built-in plugins kube-apiserver runs before a write is stored.
+
+Implemented here: NamespaceLifecycle (no new objects in missing or terminating namespaces; the
+system namespaces cannot be deleted), ServiceAccount (pods get `default`), DefaultTolerationSeconds
+(pods tolerate not-ready/unreachable for 300 s). Quota and LimitRange admission join them with the
+controllers that maintain their status.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pocketkube.api import errors, meta
+from pocketkube.api.resources import ResourceInfo
+
+if TYPE_CHECKING:
+    from pocketkube.apiserver.server import APIServer
+
+Obj = dict[str, Any]
+
+_IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+_DEFAULT_TOLERATIONS = (
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+)
+
+
+async def admit(server: APIServer, operation: str, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+    if operation == "create":
+        if info.namespaced:
+            _namespace_lifecycle(server, info, obj)
+        if info.group == "" and info.plural == "pods":
+            _service_account(obj)
+            _default_tolerations(obj)
+    elif operation == "delete" and info.group == "" and info.plural == "namespaces":
+        name = meta.name_of(obj)
+        if name in _IMMORTAL_NAMESPACES:
+            raise errors.Forbidden.for_resource("", "namespaces", name, "this namespace may not be deleted")
+
+
+def _namespace_lifecycle(server: APIServer, info: ResourceInfo, obj: Obj) -> None:
+    namespace = meta.namespace_of(obj)
+    ns_info = server.table.get("", "v1", "namespaces")
+    assert ns_info is not None
+    co = server.cache.get(ns_info.key(None, namespace))
+    if co is None:
+        raise errors.NotFound.for_resource("", "namespaces", namespace)
+    if co.obj.get("metadata", {}).get("deletionTimestamp") or (co.obj.get("status") or {}).get("phase") == "Terminating":
+        if info.group == "" and info.plural == "events":
+            return
+        raise errors.Forbidden.for_resource(
+            info.group, info.plural, meta.name_of(obj),
+            f"unable to create new content in namespace {namespace} because it is being terminated")
+
+
+def _service_account(pod: Obj) -> None:
+    spec = pod.setdefault("spec", {})
+    if not spec.get("serviceAccountName"):
+        spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
+    spec["serviceAccount"] = spec["serviceAccountName"]
+
+
+def _default_tolerations(pod: Obj) -> None:
+    spec = pod.setdefault("spec", {})
+    tolerations = list(spec.get("tolerations") or [])
+    for default in _DEFAULT_TOLERATIONS:
+        if not any(t.get("key") == default["key"] and t.get("effect") in (None, "", "NoExecute") for t in tolerations):
+            tolerations.append(dict(default))
+    spec["tolerations"] = tolerations

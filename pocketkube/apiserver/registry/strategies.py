@@ -1,0 +1,63 @@
+"""Which strategy serves which resource."""
+
+from __future__ import annotations
+
+from pocketkube.api.resources import ResourceInfo
+from pocketkube.apiserver.registry.namespaces import NamespaceStrategy
+from pocketkube.apiserver.registry.pods import PodStrategy
+from pocketkube.apiserver.registry.strategy import Strategy
+
+_BY_RESOURCE: dict[tuple[str, str], type[Strategy]] = {
+    ("", "pods"): PodStrategy,
+    ("", "namespaces"): NamespaceStrategy,
+}
+
+
+class ServiceStrategy(Strategy):
+    return_deleted_object = True
+
+
+_BY_RESOURCE[("", "services")] = ServiceStrategy
+
+
+class CustomResourceStrategy(Strategy):
+    """Custom resources: status subresource only when the CRD version declares one."""
+
+    def __init__(self, info: ResourceInfo) -> None:
+        super().__init__(info)
+        self.has_status = info.subresource("status") is not None
+        self.keeps_generation = True
+
+    def default(self, obj: dict[str, object]) -> None:
+        return None
+
+    def validate(self, obj: dict[str, object]) -> list:  # type: ignore[type-arg]
+        from pocketkube.api import validation
+
+        return validation.validate_metadata_only(obj, namespaced=self.info.namespaced)
+
+    def validate_update(self, new: dict[str, object], old: dict[str, object]) -> list:  # type: ignore[type-arg]
+        return self.validate(new)
+
+
+def strategy_for(info: ResourceInfo) -> Strategy:
+    if info.custom:
+        return CustomResourceStrategy(info)
+    cls = _BY_RESOURCE.get((info.group, info.plural), Strategy)
+    return cls(info)
+
+
+class CRDStrategy(Strategy):
+    """CRDs carry the cleanup finalizer, so their objects are deleted before the CRD goes."""
+
+    def prepare_for_create(self, obj: dict[str, object]) -> None:
+        super().prepare_for_create(obj)
+        md = obj["metadata"]
+        assert isinstance(md, dict)
+        finalizers = list(md.get("finalizers") or [])
+        if "customresourcecleanup.apiextensions.k8s.io" not in finalizers:
+            finalizers.append("customresourcecleanup.apiextensions.k8s.io")
+        md["finalizers"] = finalizers
+
+
+_BY_RESOURCE[("apiextensions.k8s.io", "customresourcedefinitions")] = CRDStrategy

@@ -1,0 +1,267 @@
+"""The API server: storage → watch cache → HTTP(S) app, plus what kube-apiserver does at boot.
+
+`APIServer.start()` opens the datastore chosen by URL, fills the watch cache, creates the system
+namespaces, ensures the PKI and admin kubeconfig, and serves HTTPS. Everything a request needs
+(stores per resource, discovery, OpenAPI, authentication) hangs off this object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pocketkube import KUBE_GIT_VERSION
+from pocketkube.api import errors
+from pocketkube.api.resources import ResourceInfo, ResourceTable
+from pocketkube.apiserver import kubeconfig
+from pocketkube.apiserver.authn import Authenticator, User
+from pocketkube.apiserver.certs import ClusterPKI, default_sans, ensure_pki
+from pocketkube.apiserver.discovery import Discovery
+from pocketkube.apiserver.registry.store import Store
+from pocketkube.apiserver.registry.strategies import strategy_for
+from pocketkube.apiserver.watch_cache import WatchCache
+from pocketkube.storage.factory import storage_from_url
+from pocketkube.storage.interface import KeyExistsError, Storage
+
+log = logging.getLogger(__name__)
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class APIServerConfig:
+    data_dir: str = "/var/lib/pocketkube"
+    port: int = 6443
+    bind_address: str = "0.0.0.0"
+    advertise_address: str = "127.0.0.1"
+    datastore: str = ""
+    tls: bool = True
+    compaction_interval: float = 300.0  # seconds; 0 disables
+    watch_cache_size: int = 100_000
+    extra_sans: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not (0 <= self.port < 65536):
+            raise ValueError(f"--port must be 0..65535, got {self.port}")
+        if self.compaction_interval < 0:
+            raise ValueError("--compaction-interval must be >= 0")
+
+
+class APIServer:
+    def __init__(self, config: APIServerConfig, *, storage: Storage | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.table = ResourceTable.builtin()
+        self.storage = storage or storage_from_url(config.datastore, data_dir=config.data_dir)
+        self.cache = WatchCache(self.storage, capacity=config.watch_cache_size)
+        self.discovery = Discovery(self.table)
+        self.authn = Authenticator()
+        self._stores: dict[tuple[str, str, str], Store] = {}
+        self.pki: ClusterPKI | None = None
+        self.runner: web.AppRunner | None = None
+        self.port = config.port
+        self.ready = False
+        self.started_at = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        from pocketkube.apiserver.handlers import ResourceHandlers
+        from pocketkube.apiserver.openapi import OpenAPIBuilder
+        from pocketkube.apiserver.subresources import Subresources
+
+        self.handlers = ResourceHandlers(self)
+        self.subresources = Subresources(self)
+        self.openapi = OpenAPIBuilder(self.table, self.crd_schema)
+        self.crd_printer_columns: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self.crd_schemas: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    # ---- stores ----------------------------------------------------------------------------
+    def store_for(self, info: ResourceInfo) -> Store:
+        key = (info.group, info.version, info.plural)
+        store = self._stores.get(key)
+        if store is None or store.info is not info:
+            from pocketkube.apiserver.admission import admit
+            from pocketkube.apiserver.managed_fields import managed_fields_hook
+
+            store = Store(info, strategy_for(info), self.storage, self.cache,
+                          managed_fields=managed_fields_hook(info), admission=lambda *a: admit(self, *a))
+            self._stores[key] = store
+        return store
+
+    def store_by_kind(self, group: str, version: str, plural: str) -> Store:
+        info = self.table.get(group, version, plural)
+        assert info is not None, plural
+        return self.store_for(info)
+
+    def crd_schema(self, info: ResourceInfo) -> dict[str, Any] | None:
+        return self.crd_schemas.get((info.group, info.version, info.plural))
+
+    def printer_kwargs(self, info: ResourceInfo) -> dict[str, Any]:
+        cols = self.crd_printer_columns.get((info.group, info.version, info.plural)) if info.custom else None
+        return {"printer_columns": cols} if cols else {}
+
+    def check_fields(self, info: ResourceInfo, obj: dict[str, Any], raw: bytes, mode: str) -> list[str]:
+        from pocketkube.apiserver.field_check import check_fields
+
+        return check_fields(self, info, obj, raw, mode)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        os.makedirs(self.config.data_dir, exist_ok=True)
+        await self.storage.start()
+        await self.cache.start()
+        await self._bootstrap()
+        from pocketkube.apiserver.crd import CRDWatcher
+
+        self.crds = CRDWatcher(self)
+        await self.crds.start()
+        self._load_tokens()
+        app = self.make_app()
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self.runner.setup()
+        ssl_ctx = self._ssl_context() if self.config.tls else None
+        site = web.TCPSite(self.runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx,
+                           backlog=1024, reuse_address=True)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        if self.config.tls and self.pki is not None:
+            kubeconfig.write_admin_kubeconfig(self.config.data_dir, self.pki, self.server_url())
+        if self.config.compaction_interval > 0:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._compactor(), name="compactor"))
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if getattr(self, "crds", None) is not None:
+            await self.crds.stop()
+        await self.cache.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.storage.close()
+
+    def server_url(self) -> str:
+        host = self.config.advertise_address
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ips = [self.config.advertise_address]
+        if self.config.bind_address not in ("0.0.0.0", "::", ""):
+            ips.append(self.config.bind_address)
+        ips += [s for s in self.config.extra_sans if s.replace(".", "").replace(":", "").isalnum() and
+                any(c.isdigit() for c in s)]
+        dns, all_ips = default_sans(extra_ips=ips)
+        self.pki = ensure_pki(os.path.join(self.config.data_dir, "tls"), dns=dns, ips=all_ips)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.pki.serving_cert_path, self.pki.serving_key_path)
+        ctx.load_verify_locations(self.pki.ca_path)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def _load_tokens(self) -> None:
+        path = os.path.join(self.config.data_dir, "token")
+        if not os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"pk1.{secrets.token_hex(24)}\n")
+        with open(path) as f:
+            token = f.read().strip()
+        self.authn.add_token(token, User("system:node-bootstrap", ("system:nodes", "system:bootstrappers",
+                                                                    "system:authenticated")))
+        self.join_token = token
+
+    async def _bootstrap(self) -> None:
+        from pocketkube.api import meta
+
+        ns = self.table.get("", "v1", "namespaces")
+        assert ns is not None
+        for name in SYSTEM_NAMESPACES:
+            obj = {"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": name, "uid": meta.new_uid(), "creationTimestamp": meta.now_rfc3339(),
+                                "labels": {"kubernetes.io/metadata.name": name}},
+                   "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+            with contextlib.suppress(KeyExistsError):
+                await self.storage.create(ns.key(None, name), orjson.dumps(obj))
+        await self.cache.sync()
+
+    async def _compactor(self) -> None:
+        """Compact the store every interval to the revision seen one interval earlier, like kube."""
+        previous = 0
+        while True:
+            await asyncio.sleep(self.config.compaction_interval)
+            try:
+                current = await self.storage.current_revision()
+                if previous and previous > await self.storage.compacted_revision():
+                    await self.storage.compact(previous)
+                    self.cache.compacted(previous)
+                previous = current
+            except Exception:
+                log.exception("compaction failed")
+
+    # ---- HTTP ------------------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        from pocketkube.apiserver.routes import setup_routes
+
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._middleware])
+        setup_routes(app, self)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            request["user"] = self.authn.require(request)
+            response: web.StreamResponse = await handler(request)
+            return response
+        except errors.StatusError as e:
+            return _status_response(e)
+        except web.HTTPRequestEntityTooLarge:
+            return _status_response(errors.RequestEntityTooLarge("Request entity too large: limit is 3145728"))
+        except web.HTTPException as e:
+            if e.status >= 400:
+                return _status_response(_http_error(e))
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # a bug: answer 500 with a Status and log it, never crash
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return _status_response(errors.InternalError(f"Internal error occurred: {type(e).__name__}: {e}"))
+
+    def version_info(self) -> dict[str, str]:
+        import platform
+
+        return {"major": "1", "minor": "32", "gitVersion": KUBE_GIT_VERSION, "gitCommit": "pocketkube",
+                "gitTreeState": "clean", "buildDate": "2026-11-25T00:00:00Z",
+                "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
+                "platform": f"linux/{'amd64' if platform.machine() in ('x86_64', 'AMD64') else platform.machine()}"}
+
+
+def _http_error(e: web.HTTPException) -> errors.StatusError:
+    mapping: dict[int, type[errors.StatusError]] = {
+        400: errors.BadRequest, 404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.RequestEntityTooLarge,
+        415: errors.UnsupportedMediaType}
+    cls = mapping.get(e.status, errors.BadRequest)
+    return cls(e.text or e.reason)
+
+
+def _status_response(e: errors.StatusError) -> web.Response:
+    headers = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else None
+    return web.Response(body=orjson.dumps(e.to_status()), status=e.code, content_type="application/json",
+                        headers=headers)
