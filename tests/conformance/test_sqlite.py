@@ -67,3 +67,22 @@ async def test_closed_store_is_unavailable(tmp_path: Path) -> None:
         await s.create("/x", b"1")
     with pytest.raises(UnavailableError):
         await s.get("/x")
+
+
+def test_factory_picks_the_backend_from_the_url(tmp_path: Path) -> None:
+    from pocketkube.storage.etcd import EtcdStorage
+    from pocketkube.storage.factory import storage_from_url
+    from pocketkube.storage.memory import MemoryStorage
+
+    default = storage_from_url(None, data_dir=str(tmp_path))
+    assert isinstance(default, SQLiteStorage) and default.path == str(tmp_path / "state.db")
+    assert isinstance(storage_from_url("", data_dir="/d"), SQLiteStorage)
+    explicit = storage_from_url("sqlite:///var/lib/x.db", data_dir="/d")
+    assert isinstance(explicit, SQLiteStorage) and explicit.path == "/var/lib/x.db"
+    assert isinstance(storage_from_url("memory://", data_dir="/d"), MemoryStorage)
+    etcd = storage_from_url("http://h1:2379,h2:2380", data_dir="/d")
+    assert isinstance(etcd, EtcdStorage) and etcd.supports_multiple_servers
+    assert etcd._endpoints == [("h1", 2379), ("h2", 2380)]
+    for bad in ("postgres://x", "nonsense", "sqlite://", "http://", "https://h1:2379"):
+        with pytest.raises(ValueError):
+            storage_from_url(bad, data_dir="/d")
