@@ -247,11 +247,13 @@ class SQLiteStorage(Storage):
 
     async def list(self, prefix: str, *, revision: int = 0, limit: int = 0, start: str = "") -> ListResult:
         end = prefix_end(prefix)
+        # Walk the (name, id) index in key order and keep each key's newest row at `at`; the
+        # correlated lookup lets LIMIT stop the walk early (a GROUP BY would read every key).
         sql = (
-            "SELECT l.name, l.value, COALESCE(l.create_revision, l.id), l.id FROM log l WHERE l.id IN"
-            " (SELECT MAX(id) FROM log WHERE name >= ?" + (" AND name < ?" if end is not None else "")
-            + " AND id <= ? GROUP BY name) AND l.deleted = 0 ORDER BY l.name"
-            + (" LIMIT ?" if limit else "")
+            "SELECT l.name, l.value, COALESCE(l.create_revision, l.id), l.id FROM log l"
+            " WHERE l.name >= ?" + (" AND l.name < ?" if end is not None else "") + " AND l.id <= ?"
+            " AND l.id = (SELECT MAX(m.id) FROM log m WHERE m.name = l.name AND m.id <= ?)"
+            " AND l.deleted = 0 ORDER BY l.name" + (" LIMIT ?" if limit else "")
         )
 
         def read(conn: sqlite3.Connection) -> ListResult:
@@ -265,7 +267,7 @@ class SQLiteStorage(Storage):
             params: builtins.list[object] = [max(prefix, start)]
             if end is not None:
                 params.append(end)
-            params.append(at)
+            params += [at, at]
             if limit:
                 params.append(limit + 1)
             rows = conn.execute(sql, params).fetchall()
