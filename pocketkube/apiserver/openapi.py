@@ -27,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from pocketkube.api import schema as k8s_schema
+from pocketkube.api.field_validation import custom_resource_schema
 from pocketkube.api.resources import ResourceInfo, ResourceTable
 from pocketkube.apiserver import openapi_schemas as oas
 from pocketkube.apiserver.openapi_paths import DELETE_OPTIONS, PATCH, STATUS, resource_paths
@@ -127,7 +128,7 @@ class OpenAPIBuilder:
                 continue
             name = oas.custom_component_name(info.group, info.version, info.kind)
             list_name = oas.custom_component_name(info.group, info.version, info.list_kind_name)
-            custom[name] = oas.convert(oas.custom_resource_schema(
+            custom[name] = oas.convert(custom_resource_schema(
                 self.crd_schemas(info), group=info.group, version=info.version, kind=info.kind))
             custom[list_name] = oas.custom_list_schema(
                 group=info.group, version=info.version, kind=info.kind, list_kind=info.list_kind_name)

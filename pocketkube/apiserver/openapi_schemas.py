@@ -5,13 +5,12 @@ reach. The schemas in api/schema.py are written for JSON Schema validators, so t
 here the way kube-apiserver spells them: `#/$defs/X` becomes `#/components/schemas/X`, nullable
 `["x", "null"]` becomes plain `"x"`, a `$ref` with sibling keys is wrapped as `allOf: [{$ref}]`,
 and the int-or-string / quantity `oneOf`s become `type: string` with a format. Custom resources
-get their CRD's openAPIV3Schema wrapped with apiVersion/kind/metadata like
-apiextensions-apiserver does. Pure functions; openapi.py assembles and caches documents.
+get their CRD's openAPIV3Schema completed by api/field_validation.custom_resource_schema (the
+same schema strict validation walks) and a `<Kind>List` component. Pure functions; openapi.py assembles and caches documents.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,7 +20,6 @@ Schema = dict[str, Any]
 
 DEFS_PREFIX = "#/$defs/"
 COMPONENTS_PREFIX = "#/components/schemas/"
-OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
 
 # Definitions whose JSON Schema form is a oneOf that OpenAPI 3.0 consumers (kubectl explain's
@@ -134,41 +132,6 @@ def custom_component_name(group: str, version: str, kind: str) -> str:
     return ".".join([*reversed(group.split(".")), version, kind])
 
 
-def _gvk(group: str, version: str, kind: str) -> list[dict[str, str]]:
-    return [{"group": group, "kind": kind, "version": version}]
-
-
-def custom_resource_schema(
-    crd_schema: Schema | None, *, group: str, version: str, kind: str, ref_prefix: str = COMPONENTS_PREFIX
-) -> Schema:
-    """A CRD's openAPIV3Schema completed with apiVersion, kind and metadata (ObjectMeta ref).
-
-    With `ref_prefix=DEFS_PREFIX` the result is in api/schema.py's spelling, which is what strict
-    field validation walks.
-    """
-    base: Schema = copy.deepcopy(crd_schema) if crd_schema else {
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": True,
-    }
-    base.setdefault("type", "object")
-    props: dict[str, Any] = dict(base.get("properties") or {})
-    props["apiVersion"] = {
-        "description": "APIVersion defines the versioned schema of this representation of an object.",
-        "type": "string",
-    }
-    props["kind"] = {
-        "description": "Kind is a string value representing the REST resource this object represents.",
-        "type": "string",
-    }
-    props["metadata"] = {
-        "allOf": [{"$ref": ref_prefix + OBJECT_META}],
-        "description": "Standard object's metadata.",
-    }
-    base["properties"] = props
-    base["x-kubernetes-group-version-kind"] = _gvk(group, version, kind)
-    return base
-
-
 def custom_list_schema(*, group: str, version: str, kind: str, list_kind: str) -> Schema:
     """The `<Kind>List` component for a custom resource."""
     return {
@@ -184,5 +147,5 @@ def custom_list_schema(*, group: str, version: str, kind: str, list_kind: str) -
         },
         "required": ["items"],
         "type": "object",
-        "x-kubernetes-group-version-kind": _gvk(group, version, list_kind),
+        "x-kubernetes-group-version-kind": [{"group": group, "kind": list_kind, "version": version}],
     }
