@@ -43,7 +43,7 @@ def test_unknown_fields_are_reported_with_kube_paths() -> None:
 
 
 def test_maps_and_int_or_string_accept_anything_they_should() -> None:
-    deployment = {"spec": {"selector": {"matchLabels": {"any-key": "v"}},
+    deployment: dict[str, Any] = {"spec": {"selector": {"matchLabels": {"any-key": "v"}},
                            "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}},
                            "template": {"metadata": {"labels": {"k": "v"}}, "spec": {"containers": []}}}}
     assert fv.check(deployment, DEPLOYMENT) == fv.FieldProblems()
