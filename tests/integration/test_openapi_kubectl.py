@@ -10,6 +10,7 @@ body with 201). It proves that `kubectl explain` can walk our documents and that
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -41,6 +42,8 @@ class Stub:
     url: str
     requests: list[Recorded] = field(default_factory=list)
     seen_paths: list[str] = field(default_factory=list)
+    objects: dict[str, Any] = field(default_factory=dict)  # path -> object answered to GET
+    patch_types: list[str] = field(default_factory=list)
 
 
 def _resource_list(table: ResourceTable, group: str, version: str) -> dict[str, Any]:
@@ -93,6 +96,21 @@ def _stub_app(table: ResourceTable, stub: Stub) -> web.Application:
         body = orjson.loads(await request.read())
         stub.requests.append(Recorded("POST", request.path, dict(request.query), body))
         return web.json_response(body, status=201)
+
+    @routes.patch("/{tail:.*}")
+    async def record_patch(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        stub.requests.append(Recorded("PATCH", request.path, dict(request.query), body))
+        stub.patch_types.append(request.content_type)
+        return web.json_response(stub.objects.get(request.path, body))
+
+    @routes.get("/{tail:.*}")
+    async def read(request: web.Request) -> web.Response:
+        obj = stub.objects.get(request.path)
+        if obj is None:
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                      "reason": "NotFound", "code": 404, "message": "not found"}, status=404)
+        return web.json_response(obj)
 
     @web.middleware
     async def log(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -177,3 +195,45 @@ async def test_kubectl_create_with_default_validation_sends_strict(stub: Stub, t
 
 def test_kubectl_dispatcher_present() -> None:
     assert shutil.which(KUBECTL) is not None
+
+
+_APPLIED = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                         {"name": "a", "image": "nginx:1"}, {"name": "b", "image": "busybox"}]}}}}
+
+_DEPLOYMENT_YAML = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: a
+        image: nginx:2
+"""
+
+
+async def test_kubectl_client_side_apply_sends_strategic_patch(stub: Stub, tmp_path: Path) -> None:
+    live = json.loads(json.dumps(_APPLIED))
+    live["metadata"].update(uid="u1", resourceVersion="5", annotations={
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(_APPLIED)})
+    stub.objects["/apis/apps/v1/namespaces/default/deployments/web"] = live
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text(_DEPLOYMENT_YAML)
+    code, out, err = await _kubectl(stub, tmp_path, "apply", "-f", str(manifest))
+    assert code == 0, err
+    assert "deployment.apps/web configured" in out
+    [patch] = stub.requests
+    assert patch.method == "PATCH"
+    assert patch.query == {"fieldManager": "kubectl-client-side-apply", "fieldValidation": "Strict"}
+    assert stub.patch_types == ["application/strategic-merge-patch+json"]
+    pod_spec = patch.body["spec"]["template"]["spec"]
+    assert pod_spec["$setElementOrder/containers"] == [{"name": "a"}]
+    assert {"$patch": "delete", "name": "b"} in pod_spec["containers"]
