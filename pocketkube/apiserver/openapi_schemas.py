@@ -4,7 +4,7 @@
 reach. The schemas in api/schema.py are written for JSON Schema validators, so they are rewritten
 here the way kube-apiserver spells them: `#/$defs/X` becomes `#/components/schemas/X`, nullable
 `["x", "null"]` becomes plain `"x"`, a `$ref` with sibling keys is wrapped as `allOf: [{$ref}]`,
-and the int-or-string / quantity `oneOf`s become `type: string` with a format. Custom resources
+and int-or-string / quantity keep kube-openapi's v3 `oneOf` form. Custom resources
 get their CRD's openAPIV3Schema completed by api/field_validation.custom_resource_schema (the
 same schema strict validation walks) and a `<Kind>List` component. Pure functions; openapi.py assembles and caches documents.
 """
@@ -22,20 +22,20 @@ DEFS_PREFIX = "#/$defs/"
 COMPONENTS_PREFIX = "#/components/schemas/"
 LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
 
-# Definitions whose JSON Schema form is a oneOf that OpenAPI 3.0 consumers (kubectl explain's
-# template compares `type` to a string) would not understand; kube serves them like this.
+# Definitions kube-openapi spells specially in v3 (OpenAPIV3OneOfTypes): a oneOf of types and no
+# `type`, which is also why kubectl explain prints them as <IntOrString> and <Quantity>.
 _SPECIAL: dict[str, Schema] = {
     "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
         "description": "IntOrString is a type that can hold an int32 or a string.  When used in JSON or "
         "YAML marshalling and unmarshalling, it produces or consumes the inner type.  This allows you "
         "to have, for example, a JSON field that can accept a name or number.",
         "format": "int-or-string",
-        "type": "string",
+        "oneOf": [{"type": "integer"}, {"type": "string"}],
     },
     "io.k8s.apimachinery.pkg.api.resource.Quantity": {
         "description": "Quantity is a fixed-point representation of a number, serialized as a string "
         "such as 100m, 1Gi or 2.5 (an integer or number is also accepted).",
-        "type": "string",
+        "oneOf": [{"type": "string"}, {"type": "number"}],
     },
 }
 

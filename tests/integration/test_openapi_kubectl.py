@@ -180,6 +180,15 @@ async def test_kubectl_explain_apps_group(stub: Stub, tmp_path: Path) -> None:
     assert "FIELD: replicas <integer>" in out
 
 
+async def test_kubectl_explain_names_int_or_string_and_quantity_like_kube(stub: Stub, tmp_path: Path) -> None:
+    code, out, err = await _kubectl(stub, tmp_path, "explain", "svc.spec.ports.targetPort")
+    assert code == 0, err
+    assert "FIELD: targetPort <IntOrString>" in out
+    code, out, err = await _kubectl(stub, tmp_path, "explain", "pods.spec.containers.resources.limits")
+    assert code == 0, err
+    assert "FIELD: limits <map[string]Quantity>" in out
+
+
 async def test_kubectl_create_with_default_validation_sends_strict(stub: Stub, tmp_path: Path) -> None:
     manifest = tmp_path / "cm.yaml"
     manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  a: b\n")
