@@ -167,16 +167,25 @@ def check(obj: Any, schema: Schema, *, custom: bool = False) -> FieldProblems:
     errors are worded like CRD schema validation instead of Go's JSON decoder.
     """
     walker = _Walker(custom=custom)
-    name = _definition_of(schema)
-    walker.walk(obj, schema, "", name, closed=custom)
+    version, kind = _version_kind(schema)
+    if not isinstance(obj, dict) and obj is not None and not custom:
+        # Go reports a mismatch at the top without a field: "into Go value of type v1.Pod".
+        walker.found.type_errors.append(
+            ("", f"json: cannot unmarshal {_go_json_type(obj)} into Go value of type {version}.{kind}"))
+        return walker.found
+    try:
+        walker.walk(obj, schema, "", kind, closed=custom)
+    except RecursionError:
+        # Only recursive schemas (CRD JSONSchemaProps) can nest this deep; never a 500.
+        walker.found.type_errors.append(("", "json: exceeded max depth"))
     return walker.found
 
 
-def _definition_of(schema: Schema) -> str:
+def _version_kind(schema: Schema) -> tuple[str, str]:
     gvks = schema.get("x-kubernetes-group-version-kind")
     if isinstance(gvks, list) and gvks and isinstance(gvks[0], dict):
-        return str(gvks[0].get("kind", "Object"))
-    return "Object"
+        return str(gvks[0].get("version", "v1")), str(gvks[0].get("kind", "Object"))
+    return "v1", "Object"
 
 
 def unknown_fields(obj: Any, schema: Schema, *, custom: bool = False) -> list[str]:

@@ -71,6 +71,20 @@ def test_type_errors_read_like_go_json_decoding() -> None:
         ("spec.containers",
          "json: cannot unmarshal object into Go struct field PodSpec.spec.containers of type []v1.Container")]
 
+    assert fv.type_errors([1], DEPLOYMENT) == [
+        ("", "json: cannot unmarshal array into Go value of type v1.Deployment")]
+
+
+def test_deep_recursive_schemas_do_not_crash() -> None:
+    crd = _schema("apiextensions.k8s.io", "v1", "CustomResourceDefinition")
+    props: dict[str, Any] = {}
+    node = props
+    for _ in range(3000):
+        node["properties"] = {"x": {}}
+        node = node["properties"]["x"]
+    obj = {"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": props}}]}}
+    assert fv.type_errors(obj, crd) == [("", "json: exceeded max depth")]
+
 
 def test_booleans_are_not_integers_but_integers_are_numbers() -> None:
     assert fv.type_errors({"spec": {"replicas": True}}, DEPLOYMENT)
