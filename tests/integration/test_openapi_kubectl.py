@@ -22,7 +22,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from pocketkube.api.resources import ResourceTable
+from pocketkube.api.resources import ResourceInfo, ResourceTable
 from pocketkube.apiserver.openapi import OpenAPIBuilder, openapi_routes
 
 KUBECTL = "/usr/bin/kubectl"
@@ -46,6 +46,14 @@ class Stub:
     patch_types: list[str] = field(default_factory=list)
 
 
+WIDGET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A Widget is a test custom resource.",
+    "properties": {"spec": {"type": "object", "description": "What the widget should be.", "properties": {
+        "size": {"type": "integer", "description": "How big the widget is."}}}},
+}
+
+
 def _resource_list(table: ResourceTable, group: str, version: str) -> dict[str, Any]:
     gv = f"{group}/{version}" if group else version
     resources: list[dict[str, Any]] = []
@@ -59,7 +67,7 @@ def _resource_list(table: ResourceTable, group: str, version: str) -> dict[str, 
 
 
 def _stub_app(table: ResourceTable, stub: Stub) -> web.Application:
-    builder = OpenAPIBuilder(table, lambda info: None)
+    builder = OpenAPIBuilder(table, lambda info: WIDGET_SCHEMA if info.kind == "Widget" else None)
     routes = web.RouteTableDef()
 
     @routes.get("/version")
@@ -127,6 +135,8 @@ def _stub_app(table: ResourceTable, stub: Stub) -> web.Application:
 @pytest.fixture
 async def stub() -> AsyncIterator[Stub]:
     table = ResourceTable.builtin()
+    table.add(ResourceInfo(group="example.com", version="v1", kind="Widget", plural="widgets",
+                           singular="widget", namespaced=True, custom=True))
     holder = Stub(url="")
     runner = web.AppRunner(_stub_app(table, holder))
     await runner.setup()
@@ -246,3 +256,18 @@ async def test_kubectl_client_side_apply_sends_strategic_patch(stub: Stub, tmp_p
     pod_spec = patch.body["spec"]["template"]["spec"]
     assert pod_spec["$setElementOrder/containers"] == [{"name": "a"}]
     assert {"$patch": "delete", "name": "b"} in pod_spec["containers"]
+
+
+async def test_kubectl_with_a_custom_resource(stub: Stub, tmp_path: Path) -> None:
+    code, out, err = await _kubectl(stub, tmp_path, "explain", "widgets.spec.size")
+    assert code == 0, err
+    assert "GROUP:      example.com" in out
+    assert "FIELD: size <integer>" in out
+    assert "How big the widget is." in out
+    manifest = tmp_path / "widget.yaml"
+    manifest.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: 3\n")
+    code, out, err = await _kubectl(stub, tmp_path, "create", "-f", str(manifest))
+    assert code == 0, err
+    [post] = stub.requests
+    assert post.path == "/apis/example.com/v1/namespaces/default/widgets"
+    assert post.query["fieldValidation"] == "Strict"
