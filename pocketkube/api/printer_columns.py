@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pocketkube.api.duration import INVALID, human_duration, parse_timestamp
@@ -189,6 +190,29 @@ def find(obj: Any, steps: tuple[_Step, ...]) -> list[Any]:
     return values
 
 
+def go_float(x: float) -> str:
+    """Go's `%v` of a float64: shortest digits, exponent form below 1e-4 or from 1e+06 up."""
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), float("-inf")):
+        return "+Inf" if x > 0 else "-Inf"
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    exact = Decimal(repr(abs(x))).normalize().as_tuple()  # shortest round-trip digits
+    digits = "".join(str(n) for n in exact.digits)
+    point = len(digits) + int(exact.exponent)  # digits before the decimal point
+    exp = point - 1
+    if exp < -4 or exp >= 6:
+        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{body}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
 def go_text(value: Any) -> str:
     """How client-go's jsonpath prints a non-string value: Go's fmt of the decoded JSON."""
     if value is None:
@@ -200,7 +224,7 @@ def go_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
+        return go_float(value)
     if isinstance(value, list):
         return "[" + " ".join(go_text(v) for v in value) + "]"
     if isinstance(value, dict):

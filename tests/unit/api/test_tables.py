@@ -10,7 +10,7 @@ import pytest
 
 from pocketkube.api.duration import human_duration, short_human_duration, since
 from pocketkube.api.errors import BadRequest
-from pocketkube.api.printer_columns import find, parse
+from pocketkube.api.printer_columns import find, go_text, parse
 from pocketkube.api.resources import BUILTIN_RESOURCES, ResourceInfo, ResourceTable
 from pocketkube.api.tables import column_definitions, to_table
 
@@ -631,3 +631,14 @@ def test_jsonpath_subset(path: str, expected: list[Any]) -> None:
     obj["metadata"]["labels"] = {"app.kubernetes.io/name": "demo"}
     obj["spec"]["items"] = [{"n": 1}, {"n": 2}, {"n": 3}]
     assert find(obj, parse(path)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("s", "s"), (3, "3"), (True, "true"), (None, "<nil>"), (0.5, "0.5"), (1e6, "1e+06"),
+        (100000.0, "100000"), (0.00001, "1e-05"), (["a", 1], "[a 1]"), ({"b": 1, "a": "x"}, "map[a:x b:1]"),
+    ],
+)
+def test_string_columns_print_like_go(value: Any, text: str) -> None:
+    assert go_text(value) == text
