@@ -345,7 +345,7 @@ def _service_cells(svc: dict[str, Any], now: datetime) -> Cells:
     cluster_ip = str(cluster_ips[0]) if cluster_ips else dstr(spec, "clusterIP")
     return [
         name_of(svc),
-        dstr(spec, "type"),
+        dstr(spec, "type") or "ClusterIP",  # the defaulted value, for objects stored undefaulted
         cluster_ip or NONE,
         service_external_ip(svc),
         service_ports(dlist(spec, "ports")) or NONE,

@@ -124,7 +124,8 @@ def to_table(
 
     include_object: "Metadata" (default; PartialObjectMetadata), "Object" or "None" (omitted),
     as the `includeObject` query parameter; "" means the default. list_metadata: the list's
-    `metadata` (resourceVersion, continue, remainingItemCount), copied as the server does.
+    `metadata` (resourceVersion, continue, remainingItemCount), copied as the server does; for
+    a single-object GET pass `[obj]` and `{"resourceVersion": <the object's>}`.
     printer_columns: a CRD version's additionalPrinterColumns (`[]` gives the CRD default
     "Name, Age"). no_headers: omit columnDefinitions (`TableOptions.noHeaders`, used by watches).
     Raises BadRequest for an unknown include_object or an unusable printer-column path.
