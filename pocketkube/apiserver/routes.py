@@ -28,16 +28,6 @@ def setup_routes(app: web.Application, server: APIServer) -> None:
             text = "ok" if ok else f"[-]{name} failed: not ready"
         return web.Response(text=text, status=200 if ok else 500, content_type="text/plain")
 
-    async def openapi_v3(request: web.Request) -> web.Response:
-        tail = request.match_info.get("tail", "")
-        if not tail:
-            return json_response(server.openapi.index())
-        body = server.openapi.document_bytes(tail)
-        if body is None:
-            raise errors.NotFound(f'the server could not find the requested resource (openapi {tail})')
-        return web.Response(body=body, content_type="application/json",
-                            headers={"Cache-Control": "public, immutable" if "hash" in request.query else "no-cache"})
-
     async def openapi_v2(request: web.Request) -> web.Response:
         raise errors.NotFound("the server could not find the requested resource (openapi v2 is not served; use /openapi/v3)")
 
@@ -69,8 +59,9 @@ def setup_routes(app: web.Application, server: APIServer) -> None:
     for p in ("/healthz", "/livez", "/readyz"):
         app.router.add_get(p, health)
         app.router.add_get(p + "/{check:.*}", health)
-    app.router.add_get("/openapi/v3", openapi_v3)
-    app.router.add_get("/openapi/v3/{tail:.+}", openapi_v3)
+    from pocketkube.apiserver.openapi import openapi_routes
+
+    app.router.add_routes(openapi_routes(server.openapi))
     app.router.add_get("/openapi/v2", openapi_v2)
     app.router.add_route("*", "/{tail:.*}", resource)
 
