@@ -41,7 +41,7 @@ def to_scale(info: ResourceInfo, obj: Obj) -> Obj:
         "apiVersion": "autoscaling/v1",
         "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                      if k in md},
-        "spec": {"replicas": int(spec.get("replicas") if spec.get("replicas") is not None else 1)},
+        "spec": {"replicas": int(spec["replicas"]) if isinstance(spec.get("replicas"), int) else 1},
         "status": scale_status,
     }
 

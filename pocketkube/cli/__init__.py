@@ -1,1 +1,1 @@
-"""cli."""
+"""The `pocketkube` command: server, apiserver, kubectl (and, as they land, agent and friends)."""

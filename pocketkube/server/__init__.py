@@ -1,1 +1,1 @@
-"""server."""
+"""Control-plane composition: datastore → API server → (leader election) → control loops → agent."""

@@ -154,7 +154,8 @@ async def _server_side_apply(server: APIServer, request: web.Request, store: Sto
             pass  # raced with a create: apply to what is there now
 
     async def mutate(current: Obj) -> Obj:
-        return ssa.apply(current, body, manager=opts.field_manager, force=force, schema=sch, now=now)
+        applied: Obj = ssa.apply(current, body, manager=opts.field_manager, force=force, schema=sch, now=now)
+        return applied
 
     obj = await store.guaranteed_update(ri.namespace, ri.name, mutate, opts, subresource=subresource,
                                         operation="Apply")

