@@ -214,6 +214,7 @@ class EtcdStorage(Storage):
         return ListResult([_kv(kv) for kv in resp.kvs], revision or resp.header.revision, bool(resp.more))
 
     async def watch(self, prefix: str, *, revision: int = 0) -> AsyncIterator[WatchEvent]:
+        """etcd's watch with prev_kv; with revision 0, "now" is when iteration starts (not the call)."""
         p = prefix.encode()
         client = await self._connect()
         try:
