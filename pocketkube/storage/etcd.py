@@ -78,7 +78,7 @@ class EtcdStorage(Storage):
         self._timeout = timeout
         self._next = 0
         self._client: aetcd.Client | None = None
-        self._broken: aetcd.Client | None = None
+        self._broken: builtins.list[aetcd.Client] = []  # failed clients, closed on the next call
         self._compacted = 0  # the highest compaction revision seen; etcd does not report it
         self._closed = False
 
@@ -87,45 +87,47 @@ class EtcdStorage(Storage):
 
     async def close(self) -> None:
         self._closed = True
-        for client in (self._client, self._broken):
+        clients, self._broken = [*self._broken, self._client], []
+        self._client = None
+        for client in clients:
             if client is not None:
                 await client.close()
-        self._client = self._broken = None
 
     async def _connect(self) -> aetcd.Client:
         if self._closed:
             raise UnavailableError("storage is closed")
-        if self._broken is not None:
-            broken, self._broken = self._broken, None
-            await broken.close()
+        while self._broken:
+            await self._broken.pop().close()
         if self._client is None:
             host, port = self._endpoints[self._next % len(self._endpoints)]
-            client = aetcd.Client(host, port, timeout=self._timeout)
-            await client.connect()
-            self._client = client
-        return self._client
+            self._client = aetcd.Client(host, port, timeout=self._timeout)
+        client = self._client
+        await client.connect()  # idempotent, and aetcd serialises concurrent connects
+        return client
 
     @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, client: aetcd.Client) -> Iterator[None]:
         try:
             yield
         except rpc.AioRpcError as e:
             if e.code() in _UNAVAILABLE:
-                self._failover()
+                self._failover(client)
                 raise UnavailableError(f"etcd: {e.details()}") from e
             raise StorageError(f"etcd: {e.code().name}: {e.details()}") from e
         except _CLIENT_UNAVAILABLE as e:
-            self._failover()
+            self._failover(client)
             raise UnavailableError(f"etcd: {e}") from e
 
-    def _failover(self) -> None:
-        if self._client is not None:
-            self._broken, self._client = self._client, None
+    def _failover(self, client: aetcd.Client) -> None:
+        """Drop `client` (once, however many calls saw it fail); the next call tries the next endpoint."""
+        if client is self._client:
+            self._broken.append(client)
+            self._client = None
             self._next += 1
 
     async def _range(self, key: bytes, **kwargs: Any) -> Any:
         client = await self._connect()
-        with self._errors():
+        with self._errors(client):
             return await client.kvstub.Range(rpc.RangeRequest(key=key, **kwargs), timeout=self._timeout)
 
     async def _txn(self, compare: builtins.list[Any], success: Any, key: bytes) -> Any:
@@ -136,7 +138,7 @@ class EtcdStorage(Storage):
             success=[success],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
         )
-        with self._errors():
+        with self._errors(client):
             return await client.kvstub.Txn(request, timeout=self._timeout)
 
     @staticmethod
@@ -212,10 +214,11 @@ class EtcdStorage(Storage):
         return ListResult([_kv(kv) for kv in resp.kvs], revision or resp.header.revision, bool(resp.more))
 
     async def watch(self, prefix: str, *, revision: int = 0) -> AsyncIterator[WatchEvent]:
+        """etcd's watch with prev_kv; with revision 0, "now" is when iteration starts (not the call)."""
         p = prefix.encode()
         client = await self._connect()
         try:
-            with self._errors():
+            with self._errors(client):
                 watch = await client.watch(
                     p or b"\0", range_end=_range_end(p), start_revision=revision + 1 if revision else None, prev_kv=True
                 )
@@ -224,7 +227,7 @@ class EtcdStorage(Storage):
             raise CompactedError(revision, e.compacted_revision) from e
         events = aiter(watch)
         try:
-            with self._errors():
+            with self._errors(client):
                 async for event in events:
                     yield self._event(event)
         except aetcd.exceptions.RevisionCompactedError as e:
@@ -248,7 +251,7 @@ class EtcdStorage(Storage):
     async def compact(self, revision: int) -> None:
         client = await self._connect()
         try:
-            with self._errors():
+            with self._errors(client):
                 await client.kvstub.Compact(rpc.CompactionRequest(revision=revision), timeout=self._timeout)
         except StorageError as e:
             cause = e.__cause__

@@ -244,6 +244,24 @@ class StorageSuite:
         finally:
             await it.aclose()  # type: ignore[attr-defined]
 
+    async def test_watch_replay_after_compaction_keeps_prev_values(self, store: Storage, prefix: str) -> None:
+        a = await store.create(prefix + "a", b"a1")
+        a = await store.update(prefix + "a", b"a2", expected_revision=a.mod_revision)
+        b = await store.create(prefix + "b", b"b1")
+        await store.compact(b.mod_revision)
+        a3 = await store.update(prefix + "a", b"a3", expected_revision=a.mod_revision)
+        _, drev = await store.delete(prefix + "b")
+        it = store.watch(prefix, revision=b.mod_revision)
+        try:
+            events = await drain(it, 2)
+            assert [(e.type, e.key, e.value, e.prev_value, e.revision) for e in events] == [
+                ("MODIFIED", a.key, b"a3", b"a2", a3.mod_revision),
+                ("DELETED", b.key, None, b"b1", drev),
+            ]
+        finally:
+            await it.aclose()  # type: ignore[attr-defined]
+        assert (await store.list(prefix, revision=b.mod_revision)).items == [a, b]
+
     async def test_guaranteed_update_concurrent(self, store: Storage, prefix: str) -> None:
         key = prefix + "counter"
         await store.create(key, b"0")

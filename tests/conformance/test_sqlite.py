@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -86,3 +90,51 @@ def test_factory_picks_the_backend_from_the_url(tmp_path: Path) -> None:
     for bad in ("postgres://x", "nonsense", "sqlite://", "http://", "https://h1:2379"):
         with pytest.raises(ValueError):
             storage_from_url(bad, data_dir="/d")
+
+
+_WRITER = """
+import asyncio, sys
+from pocketkube.storage.sqlite import SQLiteStorage
+
+async def main():
+    s = SQLiteStorage(sys.argv[1])
+    await s.start()
+    async def writer(w):
+        for i in range(100000):
+            kv = await s.create(f"/k/{w}/{i}", b"x" * 2000)
+            print(kv.key, kv.mod_revision, flush=True)
+    await asyncio.gather(*(writer(w) for w in range(20)))
+
+asyncio.run(main())
+"""
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, path], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parents[2])
+    acked: dict[str, int] = {}
+    try:
+        assert proc.stdout is not None
+        while len(acked) < 500:
+            line = proc.stdout.readline()
+            assert line, "writer process died"
+            key, rev = line.split()
+            acked[key] = int(rev)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    async def check() -> None:
+        s = SQLiteStorage(path)
+        await s.start()
+        try:
+            for key, rev in acked.items():
+                assert (await s.get(key)).mod_revision == rev
+            assert await s.current_revision() >= max(acked.values())
+        finally:
+            await s.close()
+
+    asyncio.run(check())
