@@ -177,12 +177,9 @@ class ResourceHandlers:
         return negotiation.decode_object(raw, request.headers.get("Content-Type", "")), raw
 
     def check_kind(self, info: ResourceInfo, obj: Obj) -> None:
-        kind = obj.get("kind")
-        api_version = obj.get("apiVersion")
-        if not kind:
-            raise errors.BadRequest("Object 'Kind' is missing in '" + orjson.dumps(obj).decode()[:200] + "'")
-        if not api_version:
-            raise errors.BadRequest("Object 'apiVersion' is missing in '" + orjson.dumps(obj).decode()[:200] + "'")
+        # Like kube-apiserver's decoder, a body without kind/apiVersion takes them from the URL.
+        kind = obj.setdefault("kind", info.kind)
+        api_version = obj.setdefault("apiVersion", info.api_version)
         if api_version != info.api_version:
             raise errors.BadRequest(f"the API version in the data ({api_version}) does not match the expected API "
                                     f"version ({info.api_version})")

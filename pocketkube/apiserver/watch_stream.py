@@ -146,8 +146,8 @@ async def serve_watch(request: web.Request, server: APIServer, store: Store, nam
                 await resp.write(render(et, ev, ev.obj.obj) if table or accept.form == "partial" else ev.line(et))
             if watcher.closed and watcher.queue.empty():
                 break
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+    except ConnectionResetError:
+        return resp  # the client went away
     finally:
         cache.unwatch(watcher)
     with contextlib.suppress(ConnectionResetError):
