@@ -10,6 +10,12 @@ Follows sigs.k8s.io/structured-merge-diff's Updater.Apply as kube-apiserver runs
 4. conflicts: fields this apply changes or adds that another manager owns are a 409 unless
    `force`, which moves them to the applier; fields removed leave every manager.
 
+Also as kube-apiserver's fieldmanager chain does: an object without managedFields first has its
+fields recorded for "before-first-apply"; for the manager "kubectl", conflicts on fields whose live
+value still equals the client-side `last-applied-configuration` are forced (migration from
+`kubectl apply` to `kubectl apply --server-side`), and that annotation, when present, is rewritten
+to the applied configuration.
+
 Not covered: version conversion of managed field sets, reset fields (status), the Update-manager
 cap, list items without their key fields (treated as having the key absent), duplicate items in
 associative lists (the first wins), and `i:` (positional) lists, which are handled as atomic.
@@ -18,6 +24,7 @@ associative lists (the first wins), and `i:` (positional) lists, which are handl
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from pocketkube.api import field_paths
@@ -32,6 +39,8 @@ from pocketkube.api.managed_fields import (
 )
 
 Schema = dict[str, Any]
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 class ApplyConflict(Conflict):
@@ -93,6 +102,11 @@ def apply(
     managers = decode_managed_fields(live)
     live_obj = without_managed_fields(live)
     config = copy.deepcopy(applied)
+    if live is not None and not managers:
+        before = ManagerEntry("before-first-apply", "Update", str(config.get("apiVersion", "")), now, subresource)
+        before.fields = field_paths.field_set(live_obj, schema)
+        if before.fields:
+            managers[before.key] = before
 
     merged = merge(live_obj, config, schema)
     me = ManagerEntry(manager, "Apply", str(config.get("apiVersion", "")), now, subresource)
@@ -120,13 +134,53 @@ def apply(
         for path in sorted(entry.fields & contested)
     ]
     if conflicts and not force:
-        raise ApplyConflict(conflicts)
+        allowed = _allowed_by_last_applied(live_obj, config, schema) if manager == "kubectl" else set()
+        remaining = [(entry, path) for entry, path in conflicts if path not in allowed]
+        if remaining:
+            raise ApplyConflict(remaining)
     record_update(managers, added, modified, removed, me=me)
     if merged == live_obj and previous_time is not None:
         me.time = previous_time
     if not me.fields:
         del managers[me.key]
+    if manager == "kubectl":
+        _sync_last_applied(merged, config)
     return with_managed_fields(merged, managers)
+
+
+def _last_applied(obj: dict[str, Any]) -> str | None:
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    value = annotations.get(LAST_APPLIED) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _allowed_by_last_applied(live: dict[str, Any], config: dict[str, Any], schema: Schema | None) -> FieldSet:
+    """lastAppliedManager: fields client-side apply last set and that still hold that value."""
+    text = _last_applied(live)
+    if text is None:
+        return set()
+    try:
+        last = json.loads(text)
+    except ValueError:
+        return set()
+    if not isinstance(last, dict) or last.get("apiVersion") != config.get("apiVersion"):
+        return set()
+    last_members = field_paths.members(last, schema)
+    added, modified, removed = field_paths.compare(last_members, field_paths.members(live, schema))
+    return set(last_members) - modified - added - removed
+
+
+def _sync_last_applied(obj: dict[str, Any], config: dict[str, Any]) -> None:
+    """lastAppliedUpdater: keep an existing last-applied annotation equal to what kubectl applied."""
+    if _last_applied(obj) is None:
+        return
+    snapshot = copy.deepcopy(config)
+    annotations = (snapshot.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict):
+        annotations.pop(LAST_APPLIED, None)
+        if not annotations:
+            del snapshot["metadata"]["annotations"]
+    obj["metadata"]["annotations"][LAST_APPLIED] = json.dumps(snapshot, separators=(",", ":"))
 
 
 # --- merge ----------------------------------------------------------------------------------

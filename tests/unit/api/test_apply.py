@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -318,3 +319,41 @@ def test_create_records_client_side_apply_annotation() -> None:
         "f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/last-applied-configuration": {}}},
     }
     assert "managedFields" not in obj["metadata"]
+
+
+# --- kube-apiserver's fieldmanager extras ---------------------------------------------------
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def client_side_applied(replicas_live: int) -> dict[str, Any]:
+    """A deployment created by `kubectl apply` (client-side) with replicas 1, then set to `replicas_live`."""
+    last = deployment()
+    obj = deployment(replicas=replicas_live)
+    obj["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(last)}
+    return update_managed_fields(None, obj, manager="kubectl-client-side-apply", schema=DEPLOYMENT, now=T0)
+
+
+def test_server_side_migration_forces_fields_matching_last_applied() -> None:
+    live = client_side_applied(replicas_live=1)
+    result = apply(live, deployment(replicas=3), manager="kubectl", force=False, schema=DEPLOYMENT, now=T1)
+    assert result["spec"]["replicas"] == 3
+    assert ".spec.replicas" in owned(result, "kubectl")
+    # The annotation follows what kubectl applied, so a later client-side apply diffs correctly.
+    assert json.loads(result["metadata"]["annotations"][LAST_APPLIED])["spec"]["replicas"] == 3
+
+
+@pytest.mark.parametrize("manager", ["kubectl", "ci-bot"])
+def test_migration_does_not_hide_real_conflicts(manager: str) -> None:
+    live = client_side_applied(replicas_live=2)  # drifted from last-applied: a real conflict
+    with pytest.raises(ApplyConflict, match=r'"kubectl-client-side-apply" using apps/v1: \.spec\.replicas$'):
+        apply(live, deployment(replicas=3), manager=manager, force=False, schema=DEPLOYMENT, now=T1)
+
+
+def test_object_without_managed_fields_gets_before_first_apply() -> None:
+    live = deployment(replicas=2)
+    with pytest.raises(ApplyConflict, match=r'conflict with "before-first-apply" using apps/v1: \.spec\.replicas'):
+        apply(live, deployment(replicas=3), manager="ci", force=False, schema=DEPLOYMENT, now=T1)
+    result = apply(live, deployment(replicas=2), manager="ci", force=False, schema=DEPLOYMENT, now=T1)
+    assert ".spec.replicas" in owned(result, "before-first-apply", "Update")
+    assert ".spec.replicas" in owned(result, "ci")
