@@ -180,12 +180,16 @@ def _apply_retain_keys(original: dict[str, Any], patch: dict[str, Any]) -> None:
         del original[key]
 
 
+def _is_directive(key: str) -> bool:
+    return key in (DIRECTIVE, RETAIN_KEYS) or key.startswith((f"{SET_ELEMENT_ORDER}/", f"{DELETE_FROM_PRIMITIVE_LIST}/"))
+
+
 def _clean(value: Any) -> Any:
     """A patch value taken as-is: nulls and directive keys dropped, deleted list elements removed."""
     if isinstance(value, dict):
         if value.get(DIRECTIVE) == "delete":
             return {}
-        return {k: _clean(v) for k, v in value.items() if v is not None and not k.startswith("$")}
+        return {k: _clean(v) for k, v in value.items() if v is not None and not _is_directive(k)}
     if isinstance(value, list):
         return [
             _clean(v)
