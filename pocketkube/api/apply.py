@@ -121,7 +121,7 @@ def apply(
             owned |= entry.fields
         # Never prune what ownership tracking ignores (metadata, name, apiVersion...).
         doomed = field_paths.closure(last.fields) - field_paths.closure(owned) - field_paths.STRIPPED
-        merged = remove_paths(merged, doomed, schema)
+        merged = remove_paths(merged, {p for p in doomed if not _is_key_field(p)}, schema)
 
     added, modified, removed = field_paths.compare(
         field_paths.members(live_obj, schema), field_paths.members(merged, schema)
@@ -146,6 +146,17 @@ def apply(
     if manager == "kubectl":
         _sync_last_applied(merged, config)
     return with_managed_fields(merged, managers)
+
+
+def _is_key_field(path: Path) -> bool:
+    """Whether `path` is a key field of a list item (`k:{"name":"c"}`, `f:name`): it goes with the item."""
+    if len(path) < 2 or not path[-2].startswith("k:") or not path[-1].startswith("f:"):
+        return False
+    try:
+        keys = json.loads(path[-2][2:])
+    except ValueError:
+        return False
+    return isinstance(keys, dict) and path[-1][2:] in keys
 
 
 def _last_applied(obj: dict[str, Any]) -> str | None:

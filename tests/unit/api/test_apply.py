@@ -357,3 +357,25 @@ def test_object_without_managed_fields_gets_before_first_apply() -> None:
     result = apply(live, deployment(replicas=2), manager="ci", force=False, schema=DEPLOYMENT, now=T1)
     assert ".spec.replicas" in owned(result, "before-first-apply", "Update")
     assert ".spec.replicas" in owned(result, "ci")
+
+
+def test_dropped_item_edited_by_someone_else_keeps_its_key() -> None:
+    two = deployment()
+    two["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "busybox"})
+    live = apply(None, two, manager="kubectl", force=False, schema=DEPLOYMENT, now=T0)
+    edited = copy.deepcopy(live)
+    edited["spec"]["template"]["spec"]["containers"][1]["image"] = "busybox:2"
+    live = update_managed_fields(live, edited, manager="kubectl-edit", schema=DEPLOYMENT, now=T1)
+    result = apply(live, deployment(), manager="kubectl", force=False, schema=DEPLOYMENT, now=T2)
+    assert result["spec"]["template"]["spec"]["containers"] == [
+        {"name": "nginx", "image": "nginx:1.25"},
+        {"name": "sidecar", "image": "busybox:2"},
+    ]
+
+
+def test_dropped_item_nobody_else_touched_is_removed() -> None:
+    two = deployment()
+    two["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "busybox"})
+    live = apply(None, two, manager="kubectl", force=False, schema=DEPLOYMENT, now=T0)
+    result = apply(live, deployment(), manager="kubectl", force=False, schema=DEPLOYMENT, now=T1)
+    assert [c["name"] for c in result["spec"]["template"]["spec"]["containers"]] == ["nginx"]
