@@ -16,7 +16,10 @@ value still equals the client-side `last-applied-configuration` are forced (migr
 `kubectl apply` to `kubectl apply --server-side`), and that annotation, when present, is rewritten
 to the applied configuration.
 
-Not covered: version conversion of managed field sets, reset fields (status), the Update-manager
+`reset_fields` names top-level fields (e.g. `status` for the main resource) that an apply neither
+sets nor owns, like upstream's ResetFieldsStrategy.
+
+Not covered: version conversion of managed field sets, nested reset fields, the Update-manager
 cap, list items without their key fields (treated as having the key absent), duplicate items in
 associative lists (the first wins), and `i:` (positional) lists, which are handled as atomic.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Collection
 from typing import Any
 
 from pocketkube.api import field_paths
@@ -88,6 +92,7 @@ def apply(
     schema: Schema | None,
     now: str,
     subresource: str = "",
+    reset_fields: Collection[str] = (),
 ) -> dict[str, Any]:
     """The object after `manager` applies `applied` to `live` (None: the object is being created)."""
     if not isinstance(applied, dict):
@@ -102,9 +107,11 @@ def apply(
     managers = decode_managed_fields(live)
     live_obj = without_managed_fields(live)
     config = copy.deepcopy(applied)
+    for name in reset_fields:
+        config.pop(name, None)  # the live value stays and nobody owns it through this apply
     if live is not None and not managers:
         before = ManagerEntry("before-first-apply", "Update", str(config.get("apiVersion", "")), now, subresource)
-        before.fields = field_paths.field_set(live_obj, schema)
+        before.fields = field_paths.field_set(live_obj, schema, reset_fields=reset_fields)
         if before.fields:
             managers[before.key] = before
 
@@ -112,7 +119,7 @@ def apply(
     me = ManagerEntry(manager, "Apply", str(config.get("apiVersion", "")), now, subresource)
     last = managers.get(me.key)
     previous_time = last.time if last is not None else None
-    me.fields = field_paths.field_set(config, schema)
+    me.fields = field_paths.field_set(config, schema, reset_fields=reset_fields)
     managers[me.key] = me
 
     if last is not None and last.fields:
@@ -124,7 +131,8 @@ def apply(
         merged = remove_paths(merged, {p for p in doomed if not _is_key_field(p)}, schema)
 
     added, modified, removed = field_paths.compare(
-        field_paths.members(live_obj, schema), field_paths.members(merged, schema)
+        field_paths.members(live_obj, schema, reset_fields=reset_fields),
+        field_paths.members(merged, schema, reset_fields=reset_fields),
     )
     contested = added | modified
     conflicts = [

@@ -16,7 +16,7 @@ list is atomic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
@@ -129,17 +129,22 @@ class Member:
         self.leaf = leaf
 
 
-def members(obj: Any, schema: Schema | None) -> dict[Path, Member]:
-    """Every member path of `obj` (SMD ToFieldSet) with its value, minus the stripped metadata."""
+def members(obj: Any, schema: Schema | None, *, reset_fields: Collection[str] = ()) -> dict[Path, Member]:
+    """Every member path of `obj` (SMD ToFieldSet) with its value, minus the stripped metadata.
+
+    `reset_fields` are top-level fields whose ownership is not tracked (e.g. `status` on the main
+    resource, as upstream's ResetFieldsStrategy).
+    """
     out: dict[Path, Member] = {}
     _walk(obj, schema, (), out)
-    for path in [p for p in out if p in STRIPPED]:
+    reset = {"f:" + name for name in reset_fields}
+    for path in [p for p in out if p in STRIPPED or p[0] in reset]:
         del out[path]
     return out
 
 
-def field_set(obj: Any, schema: Schema | None) -> FieldSet:
-    return set(members(obj, schema))
+def field_set(obj: Any, schema: Schema | None, *, reset_fields: Collection[str] = ()) -> FieldSet:
+    return set(members(obj, schema, reset_fields=reset_fields))
 
 
 def _walk(value: Any, schema: Schema | None, path: Path, out: dict[Path, Member]) -> None:

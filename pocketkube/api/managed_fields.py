@@ -7,14 +7,15 @@ removed leave every manager; its entry's time moves only when it took fields. Se
 manager, operation, subresource, and apiVersion for Updates only.
 
 Not covered: the cap of ten Update managers (upstream folds the oldest into "ancient-changes"),
-resetting managedFields with `[{}]`, version conversion of field sets (paths are taken as the
-same in every version), and reset fields (status for the main resource) — the registry strategy
-should strip those before calling in.
+resetting managedFields with `[{}]`, and version conversion of field sets (paths are taken as the
+same in every version). Reset fields are top-level names only (`reset_fields=("status",)` for the
+main resource); the registry strategy still restores their values.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +142,7 @@ def update_managed_fields(
     schema: Schema | None,
     now: str,
     subresource: str = "",
+    reset_fields: Collection[str] = (),
 ) -> dict[str, Any]:
     """`new` (copied) with managedFields recording a create/update/patch by `manager`.
 
@@ -152,7 +154,8 @@ def update_managed_fields(
         managers = decode_managed_fields(old)
     old_obj, new_obj = without_managed_fields(old), without_managed_fields(new)
     added, modified, removed = field_paths.compare(
-        field_paths.members(old_obj, schema), field_paths.members(new_obj, schema)
+        field_paths.members(old_obj, schema, reset_fields=reset_fields),
+        field_paths.members(new_obj, schema, reset_fields=reset_fields),
     )
     me = ManagerEntry(manager, operation, str(new_obj.get("apiVersion", "")), now, subresource)
     record_update(managers, added, modified, removed, me=me)

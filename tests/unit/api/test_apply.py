@@ -379,3 +379,17 @@ def test_dropped_item_nobody_else_touched_is_removed() -> None:
     live = apply(None, two, manager="kubectl", force=False, schema=DEPLOYMENT, now=T0)
     result = apply(live, deployment(), manager="kubectl", force=False, schema=DEPLOYMENT, now=T1)
     assert [c["name"] for c in result["spec"]["template"]["spec"]["containers"]] == ["nginx"]
+
+
+def test_reset_fields_are_neither_applied_nor_owned() -> None:
+    live = update_managed_fields(None, deployment(), manager="creator", schema=DEPLOYMENT, now=T0)
+    live["status"] = {"replicas": 1}
+    config = deployment(replicas=1)
+    config["status"] = {"replicas": 7}
+    result = apply(live, config, manager="kubectl", force=False, schema=DEPLOYMENT, now=T1, reset_fields=("status",))
+    assert result["status"] == {"replicas": 1}
+    assert not any(p.startswith(".status") for p in owned(result, "kubectl"))
+    bumped = copy.deepcopy(result)
+    bumped["status"]["replicas"] = 2
+    after = update_managed_fields(result, bumped, manager="ctrl", schema=DEPLOYMENT, now=T2, reset_fields=("status",))
+    assert ("ctrl", "Update") not in entries(after)
