@@ -73,7 +73,7 @@ class ListResult:
     remaining: int | None = None
 
 
-ManagedFieldsHook = Callable[[Obj | None, Obj, str, str], Obj]
+ManagedFieldsHook = Callable[[Obj | None, Obj, str, str, str], Obj]
 AdmissionHook = Callable[[str, ResourceInfo, Obj, Obj | None], Awaitable[None]]
 
 
@@ -256,7 +256,7 @@ class Store:
         if self.admission is not None:
             await self.admission("create", self.info, obj, None)
         if self.managed_fields is not None and opts.field_manager:
-            obj = self.managed_fields(None, obj, opts.field_manager, "Update")
+            obj = self.managed_fields(None, obj, opts.field_manager, "Update", "")
         name = str(md["name"])
         if opts.dry_run:
             if self.cache.get(self.key(namespace, name)) is not None:
@@ -309,7 +309,7 @@ class Store:
             new = await mutate(copy.deepcopy(old))
             new = self._prepare_update(new, old, subresource)
             if self.managed_fields is not None and opts.field_manager and operation == "Update":
-                new = self.managed_fields(old, new, opts.field_manager, "Update")
+                new = self.managed_fields(old, new, opts.field_manager, "Update", subresource)
             if self.admission is not None:
                 await self.admission("update", self.info, new, old)
             if _same_object(new, old):
