@@ -415,7 +415,7 @@ def validate_pod_update(new: Obj, old: Obj) -> Errors:
     munged = dict(new_spec)
     for key in ("containers", "initContainers"):
         new_cs, old_cs = as_list(new_spec.get(key)), as_list(old_spec.get(key))
-        if len(new_cs) == len(old_cs):
+        if key in new_spec and len(new_cs) == len(old_cs):
             munged[key] = [
                 {**n, "image": o.get("image")} if isinstance(n, dict) and isinstance(o, dict) else n
                 for n, o in zip(new_cs, old_cs, strict=True)
