@@ -35,9 +35,17 @@ from pocketkube.api.validation_pod import validate_pod_template
 SELECTOR_MISMATCH = "`selector` does not match template `labels`"
 
 
+def go_int_or_string(value: Any) -> GoLiteral:
+    """%#v of an intstr.IntOrString, which is how kube prints these bad values."""
+    if isinstance(value, str):
+        return GoLiteral(f'intstr.IntOrString{{Type:1, IntVal:0, StrVal:"{value}"}}')
+    number = value if isinstance(value, int) else 0
+    return GoLiteral(f'intstr.IntOrString{{Type:0, IntVal:{number}, StrVal:""}}')
+
+
 def _validate_int_or_percent(value: Any, path: str) -> Errors:
     if isinstance(value, str):
-        return wrap(path, names.is_valid_percent(value), value)
+        return wrap(path, names.is_valid_percent(value), go_int_or_string(value))
     return non_negative(path, value)
 
 
@@ -49,7 +57,7 @@ def _percent_or_int(value: Any) -> int:
 
 def _not_more_than_100_percent(value: Any, path: str) -> Errors:
     if isinstance(value, str) and _percent_or_int(value) > 100:
-        return [invalid(path, value, "must not be greater than 100%")]
+        return [invalid(path, go_int_or_string(value), "must not be greater than 100%")]
     return []
 
 
@@ -105,10 +113,11 @@ def validate_deployment(obj: Obj, old: Obj | None) -> Errors:
         else:
             path = "spec.strategy.rollingUpdate"
             unavailable, surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
-            errs += _validate_int_or_percent(surge, f"{path}.maxSurge")
             errs += _validate_int_or_percent(unavailable, f"{path}.maxUnavailable")
+            errs += _validate_int_or_percent(surge, f"{path}.maxSurge")
             if _percent_or_int(unavailable) == 0 and _percent_or_int(surge) == 0:
-                errs.append(invalid(f"{path}.maxUnavailable", unavailable, "may not be 0 when `maxSurge` is 0"))
+                errs.append(invalid(f"{path}.maxUnavailable", go_int_or_string(unavailable),
+                                    "may not be 0 when `maxSurge` is 0"))
             errs += _not_more_than_100_percent(unavailable, f"{path}.maxUnavailable")
     for key in ("minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds"):
         errs += non_negative(f"spec.{key}", spec.get(key))
@@ -151,7 +160,8 @@ def validate_daemon_set(obj: Obj, old: Obj | None) -> Errors:
             errs += _not_more_than_100_percent(surge, f"{path}.maxSurge")
             has_unavailable, has_surge = _percent_or_int(unavailable) != 0, _percent_or_int(surge) != 0
             if has_unavailable and has_surge:
-                errs.append(invalid(f"{path}.maxSurge", surge, "may not be set when maxUnavailable is non-zero"))
+                errs.append(invalid(f"{path}.maxSurge", go_int_or_string(surge),
+                                    "may not be set when maxUnavailable is non-zero"))
             elif not has_unavailable and not has_surge:
                 errs.append(required(f"{path}.maxUnavailable", "cannot be 0 when maxSurge is 0"))
     if old is not None:

@@ -82,7 +82,8 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
      ["spec.selector: Required value"]),
     ("apps", "Deployment", _deployment(strategy={"type": "RollingUpdate",
                                                  "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}),
-     ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"]),
+     ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}: "
+      "may not be 0 when `maxSurge` is 0"]),
     ("batch", "Job", {"metadata": _meta("j"), "spec": {"template": {"spec": _pod_spec()}}},
      ['spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"']),
     ("batch", "CronJob", {"metadata": _meta("c"), "spec": {"schedule": "61 * * * *", "jobTemplate": {
