@@ -1,7 +1,7 @@
 """Building blocks of validation: kube-style field errors, Go value rendering, metadata, selectors.
 
-kube-apiserver's 422 messages print the bad value the way Go's fmt does (`map[string]string{...}`,
-`v1.LabelSelector{...}`, `null`), and say `Unsupported value`/`Not found` for those error types.
+kube-apiserver's 422 messages print the bad value the way field.Error does (a type's String() when
+it has one, as for LabelSelector and IntOrString, else Go's %#v: `map[string]string{...}`, `null`), and say `Unsupported value`/`Not found` for those error types.
 `KubeFieldError` renders exactly that; it is an api.errors.FieldError, so `Invalid` takes it as is.
 The per-area modules (validation_pod, validation_workloads, ...) build on the helpers here.
 """
@@ -61,25 +61,17 @@ def go_string_map(value: Any) -> GoLiteral:
 
 
 def go_label_selector(selector: Any) -> GoLiteral:
-    """%#v of a metav1.LabelSelector, as in `spec.selector: Invalid value: v1.LabelSelector{...}`."""
+    """A *metav1.LabelSelector as field errors print it: through its generated String() method."""
     if not isinstance(selector, dict):
         return GoLiteral("null")
-    exprs = selector.get("matchExpressions") or []
-    if exprs:
-        items = []
-        for e in exprs if isinstance(exprs, list) else []:
-            e = e if isinstance(e, dict) else {}
-            values = e.get("values")
-            vals = go_repr(values) if values else "[]string(nil)"
-            items.append(
-                f'v1.LabelSelectorRequirement{{Key:{json.dumps(e.get("key", ""))}, '
-                f'Operator:{json.dumps(e.get("operator", ""))}, Values:{vals}}}'
-            )
-        expr_text = "[]v1.LabelSelectorRequirement{" + ", ".join(items) + "}"
-    else:
-        expr_text = "[]v1.LabelSelectorRequirement(nil)"
+    labels = as_dict(selector.get("matchLabels"))
+    label_text = "".join(f"{k}: {v}," for k, v in sorted(labels.items()))
+    exprs = ""
+    for e in dict_items(selector.get("matchExpressions")):
+        values = " ".join(str(v) for v in as_list(e.get("values")))
+        exprs += f"LabelSelectorRequirement{{Key:{e.get('key', '')},Operator:{e.get('operator', '')},Values:[{values}],}},"
     return GoLiteral(
-        f"v1.LabelSelector{{MatchLabels:{go_string_map(selector.get('matchLabels'))}, MatchExpressions:{expr_text}}}"
+        f"&LabelSelector{{MatchLabels:map[string]string{{{label_text}}},MatchExpressions:[]LabelSelectorRequirement{{{exprs}}},}}"
     )
 
 
@@ -130,8 +122,7 @@ def not_found(path: str, value: Any) -> FieldError:
 
 
 def too_long(path: str, max_bytes: int) -> FieldError:
-    unit = "byte" if max_bytes == 1 else "bytes"
-    return KubeFieldError(path, f"may not be more than {max_bytes} {unit}", kind="FieldValueTooLong")
+    return KubeFieldError(path, f"must have at most {max_bytes} bytes", kind="FieldValueTooLong")
 
 
 def not_supported(path: str, value: Any, valid: Iterable[str]) -> FieldError:

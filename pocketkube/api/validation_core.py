@@ -16,6 +16,7 @@ from pocketkube.api.quantity import Quantity
 from pocketkube.api.validation_common import (
     IMMUTABLE,
     Errors,
+    GoLiteral,
     Obj,
     as_dict,
     as_list,
@@ -236,7 +237,8 @@ def validate_limit_range(obj: Obj, old: Obj | None) -> Errors:
                 b = parsed.get(high, {}).get(name)
                 if b is not None and a > b:
                     bad = a if at == low else b
-                    errs.append(invalid(f"{path}.{at}[{name}]", str(bad), message.format(a=a, b=b)))
+                    # a resource.Quantity prints through its String(), unquoted
+                    errs.append(invalid(f"{path}.{at}[{name}]", GoLiteral(str(bad)), message.format(a=a, b=b)))
     return errs
 
 

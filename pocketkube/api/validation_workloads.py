@@ -36,11 +36,10 @@ SELECTOR_MISMATCH = "`selector` does not match template `labels`"
 
 
 def go_int_or_string(value: Any) -> GoLiteral:
-    """%#v of an intstr.IntOrString, which is how kube prints these bad values."""
+    """An intstr.IntOrString as field errors print it: its String(), unquoted ("25%", "0")."""
     if isinstance(value, str):
-        return GoLiteral(f'intstr.IntOrString{{Type:1, IntVal:0, StrVal:"{value}"}}')
-    number = value if isinstance(value, int) else 0
-    return GoLiteral(f'intstr.IntOrString{{Type:0, IntVal:{number}, StrVal:""}}')
+        return GoLiteral(value)
+    return GoLiteral(str(value if isinstance(value, int) else 0))
 
 
 def _validate_int_or_percent(value: Any, path: str) -> Errors:
