@@ -211,15 +211,18 @@ def validate_stateful_set(obj: Obj, old: Obj | None) -> Errors:
 
 def _validate_job_spec(spec: Obj, prefix: str, *, require_selector: bool) -> Errors:
     errs: Errors = []
-    for key in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
+    for key in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished",
+                "backoffLimitPerIndex", "maxFailedIndexes"):
         errs += non_negative(f"{prefix}.{key}", spec.get(key))
-    deadline = spec.get("activeDeadlineSeconds")
-    if isinstance(deadline, int) and deadline <= 0:
-        errs.append(invalid(f"{prefix}.activeDeadlineSeconds", deadline, "must be greater than 0"))
     mode = spec.get("completionMode")
     errs += enum(f"{prefix}.completionMode", mode, ("NonIndexed", "Indexed"), optional=True)
     if mode == "Indexed" and spec.get("completions") is None:
         errs.append(required(f"{prefix}.completions", "when completion mode is Indexed"))
+    replacement = spec.get("podReplacementPolicy")
+    if replacement:
+        allowed = ("Failed",) if spec.get("podFailurePolicy") is not None else ("Failed", "TerminatingOrFailed")
+        if replacement not in allowed:
+            errs.append(not_supported(f"{prefix}.podReplacementPolicy", replacement, allowed))
     errs += _selector_and_template(spec, "", restart=None, require_selector=require_selector, prefix=prefix)
     # Pod defaulting turns an unset restartPolicy into Always, so Always reads as "not given".
     policy = as_dict(as_dict(spec.get("template")).get("spec")).get("restartPolicy")
@@ -228,6 +231,8 @@ def _validate_job_spec(spec: Obj, prefix: str, *, require_selector: bool) -> Err
         errs.append(required(policy_path, 'valid values: "OnFailure", "Never"'))
     elif policy not in ("OnFailure", "Never"):
         errs.append(not_supported(policy_path, policy, ("OnFailure", "Never")))
+    elif spec.get("podFailurePolicy") is not None and policy != "Never":
+        errs.append(invalid(policy_path, policy, 'only "Never" is supported when podFailurePolicy is specified'))
     return errs
 
 
@@ -236,6 +241,13 @@ def validate_job(obj: Obj, old: Obj | None) -> Errors:
     # Without manualSelector the registry generates the selector (controller-uid); only a hand-made
     # selector is required here.
     errs = _validate_job_spec(spec, "spec", require_selector=spec.get("manualSelector") is True)
+    name = as_dict(obj.get("metadata")).get("name") or ""
+    completions = spec.get("completions")
+    if spec.get("completionMode") == "Indexed" and isinstance(completions, int) and completions > 0 and name:
+        # pods of an indexed job get the hostname <job>-<index>, which must be a DNS label
+        hostname = f"{name}-{completions - 1}"
+        if names.is_dns1123_label(hostname):
+            errs.append(invalid("metadata.name", name, f"will not able to create pod with invalid DNS label: {hostname}"))
     if old is not None:
         old_spec = as_dict(old.get("spec"))
         errs += _immutable_selector(obj, old)

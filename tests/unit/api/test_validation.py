@@ -85,6 +85,11 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
      ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"]),
     ("batch", "Job", {"metadata": _meta("j"), "spec": {"template": {"spec": _pod_spec()}}},
      ['spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"']),
+    ("batch", "Job", {"metadata": _meta("j"), "spec": {"activeDeadlineSeconds": -1, "podFailurePolicy": {"rules": []},
+                                                       "template": {"spec": _pod_spec(restartPolicy="OnFailure")}}},
+     ["spec.activeDeadlineSeconds: Invalid value: -1: must be greater than or equal to 0",
+      'spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is supported when '
+      "podFailurePolicy is specified"]),
     ("batch", "CronJob", {"metadata": _meta("c"), "spec": {"schedule": "61 * * * *", "jobTemplate": {
         "spec": {"template": {"spec": _pod_spec(restartPolicy="Never")}}}}},
      ['spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61']),
