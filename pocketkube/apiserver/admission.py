@@ -25,13 +25,23 @@ _DEFAULT_TOLERATIONS = (
 )
 
 
-async def admit(server: APIServer, operation: str, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+async def admit(server: APIServer, operation: str, info: ResourceInfo, obj: Obj, old: Obj | None,
+                dry_run: bool) -> None:
+    services = info.group == "" and info.plural == "services"
     if operation == "create":
         if info.namespaced:
             _namespace_lifecycle(server, info, obj)
         if info.group == "" and info.plural == "pods":
             _service_account(obj)
             _default_tolerations(obj)
+        if services and not dry_run:
+            await server.allocators.allocate(obj)
+    elif services and operation == "create-failed":
+        await server.allocators.release_unused(obj, None)
+    elif services and operation == "update" and not dry_run:
+        await server.allocators.allocate(obj, old)
+    elif services and operation == "deleted":
+        await server.allocators.release_unused(obj, None)
     elif operation == "delete" and info.group == "" and info.plural == "namespaces":
         name = meta.name_of(obj)
         if name in _IMMORTAL_NAMESPACES:

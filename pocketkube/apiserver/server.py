@@ -49,6 +49,8 @@ class APIServerConfig:
     compaction_interval: float = 300.0  # seconds; 0 disables
     watch_cache_size: int = 100_000
     extra_sans: list[str] = field(default_factory=list)
+    service_cidr: str = "10.43.0.0/16"
+    node_port_range: tuple[int, int] = (30000, 32767)
 
     def validate(self) -> None:
         if not (0 <= self.port < 65536):
@@ -64,6 +66,10 @@ class APIServer:
         self.table = ResourceTable.builtin()
         self.storage = storage or storage_from_url(config.datastore, data_dir=config.data_dir)
         self.cache = WatchCache(self.storage, capacity=config.watch_cache_size)
+        from pocketkube.apiserver.allocators import Allocators
+
+        self.allocators = Allocators(self.storage, service_cidr=config.service_cidr,
+                                     node_port_range=config.node_port_range)
         self.discovery = Discovery(self.table)
         self.authn = Authenticator()
         self._stores: dict[tuple[str, str, str], Store] = {}
@@ -88,13 +94,18 @@ class APIServer:
         key = (info.group, info.version, info.plural)
         store = self._stores.get(key)
         if store is None or store.info is not info:
-            from pocketkube.apiserver.admission import admit
             from pocketkube.apiserver.managed_fields import managed_fields_hook
 
             store = Store(info, strategy_for(info), self.storage, self.cache,
-                          managed_fields=managed_fields_hook(info), admission=lambda *a: admit(self, *a))
+                          managed_fields=managed_fields_hook(info), admission=self._admit)
             self._stores[key] = store
         return store
+
+    async def _admit(self, operation: str, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None,
+                     dry_run: bool) -> None:
+        from pocketkube.apiserver.admission import admit
+
+        await admit(self, operation, info, obj, old, dry_run)
 
     def store_by_kind(self, group: str, version: str, plural: str) -> Store:
         info = self.table.get(group, version, plural)
@@ -201,6 +212,26 @@ class APIServer:
             with contextlib.suppress(KeyExistsError):
                 await self.storage.create(ns.key(None, name), orjson.dumps(obj))
         await self.cache.sync()
+        await self._bootstrap_kubernetes_service()
+
+    async def _bootstrap_kubernetes_service(self) -> None:
+        """The `kubernetes` Service in default, at the first address of the service range."""
+        import ipaddress
+
+        from pocketkube.apiserver.registry.store import WriteOptions
+
+        info = self.table.get("", "v1", "services")
+        assert info is not None
+        store = self.store_for(info)
+        first_ip = str(ipaddress.ip_network(self.config.service_cidr).network_address + 1)
+        svc = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "kubernetes", "namespace": "default",
+                            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+               "spec": {"type": "ClusterIP", "clusterIP": first_ip,
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.config.port}]}}
+        if self.cache.get(info.key("default", "kubernetes")) is None:
+            with contextlib.suppress(errors.AlreadyExists, errors.Invalid):
+                await store.create("default", svc, WriteOptions(field_manager="kube-apiserver"))
 
     async def _compactor(self) -> None:
         """Compact the store every interval to the revision seen one interval earlier, like kube."""

@@ -47,13 +47,13 @@ def _run_async(coro: object) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def cmd_server(args: argparse.Namespace, *, disable_agent: bool) -> int:
+def cmd_server(args: argparse.Namespace, *, disable_agent: bool, disable_controllers: bool = False) -> int:
     from pocketkube.apiserver.server import APIServerConfig
     from pocketkube.server.control_plane import ServerConfig, run
 
     api_config = _apiserver_config(args)
     assert isinstance(api_config, APIServerConfig)
-    config = ServerConfig(apiserver=api_config, disable_agent=disable_agent)
+    config = ServerConfig(apiserver=api_config, disable_agent=disable_agent, disable_controllers=disable_controllers)
     try:
         config.validate()
     except ValueError as e:
@@ -106,13 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     apiserver = sub.add_parser("apiserver", help="run only the API server")
     _add_server_flags(apiserver)
     sub.add_parser("kubectl", help="run kubectl against this cluster's admin kubeconfig")
+    cm = sub.add_parser("controller-manager", help="run the control loops against an API server")
+    cm.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
+    cm.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "server":
         return cmd_server(args, disable_agent=args.disable_agent)
     if args.command == "apiserver":
-        return cmd_server(args, disable_agent=True)
+        return cmd_server(args, disable_agent=True, disable_controllers=True)
+    if args.command == "controller-manager":
+        from pocketkube.controllers.manager import ControllerManagerConfig, run
+
+        _run_async(run(ControllerManagerConfig(kubeconfig=args.kubeconfig)))
+        return 0
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,0 +1,36 @@
+"""The controller manager: runs every control loop against one API server until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pocketkube.client.rest import APIClient, ClientConfig, wait_until_ready
+from pocketkube.controllers.base import Controller
+from pocketkube.controllers.namespace import NamespaceController
+
+
+@dataclass
+class ControllerManagerConfig:
+    kubeconfig: str
+
+    def validate(self) -> None:
+        if not self.kubeconfig:
+            raise ValueError("--kubeconfig is required")
+
+
+def build_controllers(client: APIClient) -> list[Controller]:
+    return [NamespaceController(client)]
+
+
+async def run(config: ControllerManagerConfig) -> None:
+    config.validate()
+    client = APIClient(ClientConfig.from_kubeconfig(config.kubeconfig, user_agent="pocketkube-controller-manager"))
+    try:
+        await wait_until_ready(client)
+        controllers = build_controllers(client)
+        async with asyncio.TaskGroup() as tg:
+            for c in controllers:
+                tg.create_task(c.run(), name=f"controller-{c.name}")
+    finally:
+        await client.close()
