@@ -134,11 +134,11 @@ class APIServer:
 
         self.crds = CRDWatcher(self)
         await self.crds.start()
-        self._load_tokens()
         app = self.make_app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
         ssl_ctx = self._ssl_context() if self.config.tls else None
+        self._load_tokens()
         site = web.TCPSite(self.runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx,
                            backlog=1024, reuse_address=True)
         await site.start()
@@ -187,12 +187,19 @@ class APIServer:
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 
+    def ca_pem(self) -> bytes:
+        return self.pki.ca.cert_pem if self.pki is not None else b""
+
     def _load_tokens(self) -> None:
+        """The node join token: `pk1::<sha256 of the CA>::<secret>`, so agents can pin the CA."""
         path = os.path.join(self.config.data_dir, "token")
         if not os.path.exists(path):
+            import hashlib
+
+            ca_hash = hashlib.sha256(self.ca_pem()).hexdigest()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(f"pk1.{secrets.token_hex(24)}\n")
+                f.write(f"pk1::{ca_hash}::{secrets.token_hex(24)}\n")
         with open(path) as f:
             token = f.read().strip()
         self.authn.add_token(token, User("system:node-bootstrap", ("system:nodes", "system:bootstrappers",

@@ -63,6 +63,28 @@ def cmd_server(args: argparse.Namespace, *, disable_agent: bool, disable_control
     return 0
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    import socket
+
+    from pocketkube.agent.run import AgentConfig, run
+
+    token = args.token
+    if args.token_file:
+        with open(args.token_file) as f:
+            token = f.read().strip()
+    config = AgentConfig(server=args.server, token=token, data_dir=args.data_dir,
+                         node_name=args.node_name or socket.gethostname(), node_ip=args.node_ip,
+                         control_plane=args.control_plane, control_plane_taint=args.control_plane_taint,
+                         lease_interval=args.lease_interval)
+    try:
+        config.validate()
+    except ValueError as e:
+        print(f"pocketkube agent: {e}", file=sys.stderr)
+        return 2
+    _run_async(run(config))
+    return 0
+
+
 def kubeconfig_path() -> str:
     if os.environ.get("KUBECONFIG"):
         return os.environ["KUBECONFIG"]
@@ -106,6 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     apiserver = sub.add_parser("apiserver", help="run only the API server")
     _add_server_flags(apiserver)
     sub.add_parser("kubectl", help="run kubectl against this cluster's admin kubeconfig")
+    agent = sub.add_parser("agent", help="run a node: join the cluster and run its pods")
+    agent.add_argument("--server", required=True, help="API server URL, e.g. https://10.0.0.1:6443")
+    agent.add_argument("--token", default=os.environ.get("POCKETKUBE_TOKEN", ""), help="join token")
+    agent.add_argument("--token-file", default="", help="file holding the join token")
+    agent.add_argument("--data-dir", default="/var/lib/pocketkube/agent", help="agent state (default %(default)s)")
+    agent.add_argument("--node-name", default="", help="node name (default: hostname)")
+    agent.add_argument("--node-ip", default="127.0.0.1", help="this node's InternalIP (default 127.0.0.1)")
+    agent.add_argument("--control-plane", action="store_true", help="label the node as control plane")
+    agent.add_argument("--control-plane-taint", action="store_true",
+                       help="taint the node NoSchedule for user pods (as a master in a multi-node cluster)")
+    agent.add_argument("--lease-interval", type=float, default=10.0, help="seconds between Lease renewals")
+    agent.add_argument("-v", "--verbose", action="store_true")
     cm = sub.add_parser("controller-manager", help="run the control loops against an API server")
     cm.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
     cm.add_argument("-v", "--verbose", action="store_true")
@@ -116,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_server(args, disable_agent=args.disable_agent)
     if args.command == "apiserver":
         return cmd_server(args, disable_agent=True, disable_controllers=True)
+    if args.command == "agent":
+        return cmd_agent(args)
     if args.command == "controller-manager":
         from pocketkube.controllers.manager import ControllerManagerConfig, run
 

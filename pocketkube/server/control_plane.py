@@ -25,6 +25,7 @@ class ServerConfig:
     apiserver: APIServerConfig = field(default_factory=APIServerConfig)
     disable_agent: bool = False
     disable_controllers: bool = False
+    control_plane_taint: bool = False
 
     def validate(self) -> None:
         self.apiserver.validate()
@@ -49,6 +50,14 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
         children.append(ChildProcess(
             "controller-manager", pocketkube_argv("controller-manager", "--kubeconfig", kubeconfig),
             log_path=os.path.join(config.apiserver.data_dir, "controller-manager.log")))
+    if not config.disable_agent:
+        data_dir = config.apiserver.data_dir
+        children.append(ChildProcess(
+            "agent", pocketkube_argv("agent", "--server", f"https://127.0.0.1:{api.port}", "--token-file",
+                                     os.path.join(data_dir, "token"), "--data-dir", os.path.join(data_dir, "agent"),
+                                     "--node-ip", config.apiserver.advertise_address, "--control-plane",
+                                     *(["--control-plane-taint"] if config.control_plane_taint else [])),
+            log_path=os.path.join(data_dir, "agent.log")))
     if ready is not None:
         ready.set()
     try:
