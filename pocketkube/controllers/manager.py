@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pocketkube.client.rest import APIClient, ClientConfig, wait_until_ready
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.namespace import NamespaceController
+from pocketkube.controllers.node_ipam import NodeIPAMController
+from pocketkube.controllers.serviceaccount import ServiceAccountController
 
 
 @dataclass
@@ -20,7 +22,7 @@ class ControllerManagerConfig:
 
 
 def build_controllers(client: APIClient) -> list[Controller]:
-    return [NamespaceController(client)]
+    return [NamespaceController(client), NodeIPAMController(client), ServiceAccountController(client)]
 
 
 async def run(config: ControllerManagerConfig) -> None:
