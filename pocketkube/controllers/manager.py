@@ -9,6 +9,7 @@ from pocketkube.client.rest import APIClient, ClientConfig, wait_until_ready
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.node_ipam import NodeIPAMController
+from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.controllers.serviceaccount import ServiceAccountController
 
 
@@ -22,7 +23,8 @@ class ControllerManagerConfig:
 
 
 def build_controllers(client: APIClient) -> list[Controller]:
-    return [NamespaceController(client), NodeIPAMController(client), ServiceAccountController(client)]
+    return [NamespaceController(client), NodeIPAMController(client), ServiceAccountController(client),
+            ReplicaSetController(client)]
 
 
 async def run(config: ControllerManagerConfig) -> None:
