@@ -67,7 +67,9 @@ def schema() -> Schema:
     path = os.path.join(os.path.dirname(__file__), "proto_schema.json")
     with open(path, "rb") as f:
         raw: dict[str, list[list[Any]]] = orjson.loads(f.read())
-    return {name: {int(r[0]): (int(r[0]), r[1], r[2], r[3], r[4]) for r in rows} for name, rows in raw.items()}
+    return {
+        name: {int(r[0]): (int(r[0]), r[1], r[2], r[3], r[4]) for r in rows} for name, rows in raw.items()
+    }
 
 
 def message_for(api_version: str, kind: str) -> str | None:
@@ -318,7 +320,9 @@ def _prune(out: dict[str, Any], rows: dict[int, Row]) -> dict[str, Any]:
 
 
 # Struct fields that Go holds by value; an empty one carries no meaning (`status: {}`).
-_NON_POINTER_NAMES = frozenset({"metadata", "spec", "status", "template", "strategy", "updateStrategy", "resources"})
+_NON_POINTER_NAMES = frozenset(
+    {"metadata", "spec", "status", "template", "strategy", "updateStrategy", "resources"}
+)
 
 
 # ---- special types --------------------------------------------------------------------------
