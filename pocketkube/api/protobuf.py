@@ -93,14 +93,14 @@ def decode_k8s_protobuf(body: bytes) -> dict[str, Any]:
     kind, or an envelope that declares another encoding.
     """
     try:
-        return _decode(body)
+        return _decode(body, 0)
     except BadRequest:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as e:
         raise BadRequest(f"invalid protobuf body: {e}") from e
 
 
-def _decode(body: bytes) -> dict[str, Any]:
+def _decode(body: bytes, depth: int) -> dict[str, Any]:
     if len(body) > MAX_BODY:
         raise BadRequest(f"protobuf body larger than {MAX_BODY} bytes")
     if not body.startswith(MAGIC):
@@ -126,7 +126,7 @@ def _decode(body: bytes) -> dict[str, Any]:
     message = message_for(api_version, kind)
     if message is None:
         raise BadRequest(f"protobuf decoding is not supported for {kind} in {api_version}")
-    obj = _message(memoryview(raw), message, 0)
+    obj = _message(memoryview(raw), message, depth)
     return {"apiVersion": api_version, "kind": kind, **obj}
 
 
@@ -241,7 +241,7 @@ def _message(buf: memoryview, name: str, depth: int) -> dict[str, Any]:
     if rows is None:
         raise BadRequest(f"no protobuf schema for {name}")
     out: dict[str, Any] = {}
-    inlined: list[tuple[Row, dict[str, Any]]] = []
+    inlined: list[dict[str, Any]] = []
     for num, wire, value in _fields(buf):
         row = rows.get(num)
         if row is None:
@@ -255,14 +255,14 @@ def _message(buf: memoryview, name: str, depth: int) -> dict[str, Any]:
             if kind in _ZERO:
                 items.extend(_scalars(kind, wire, value))
             else:
-                items.append(_value(kind, typ, value, depth))
+                items.append(_null(_value(kind, typ, value, depth)))
         elif "I" in flags:
-            inlined.append((row, _message(_view(value), typ, depth + 1)))
+            inlined.append(_message(_view(value), typ, depth + 1))
         elif kind in _ZERO:
             out[key] = _scalars(kind, wire, value)[-1]
         else:
             out[key] = _value(kind, typ, value, depth)
-    for _row, fields in inlined:
+    for fields in inlined:
         for k, v in fields.items():
             out.setdefault(k, v)
     return _prune(out, rows)
@@ -277,9 +277,9 @@ def _map_entry(value: int | memoryview, kind: str, typ: str, depth: int) -> tupl
             key = _text(v)
         elif num == 2:
             seen = True
-            result = _scalars(kind, wire, v)[-1] if kind in _ZERO else _value(kind, typ, v, depth)
+            result = _scalars(kind, wire, v)[-1] if kind in _ZERO else _null(_value(kind, typ, v, depth))
     if not seen and kind not in _ZERO:
-        result = _value(kind, typ, memoryview(b""), depth)
+        result = _null(_value(kind, typ, memoryview(b""), depth))
     return key, result
 
 
@@ -291,6 +291,10 @@ def _value(kind: str, typ: str, value: int | memoryview, depth: int) -> Any:
 
 
 _EMPTY = object()  # a special value Go would write as null
+
+
+def _null(value: Any) -> Any:
+    return None if value is _EMPTY else value
 
 
 def _prune(out: dict[str, Any], rows: dict[int, Row]) -> dict[str, Any]:
@@ -314,8 +318,8 @@ def _prune(out: dict[str, Any], rows: dict[int, Row]) -> dict[str, Any]:
         elif kind == "m":
             if not value and ("o" in flags or ("p" not in flags and key in _NON_POINTER_NAMES)):
                 del out[key]
-        elif kind == "x" and "p" not in flags and value in (0, "", "0") and typ in ("intstr", "quantity"):
-            del out[key]
+        elif "p" not in flags and ((typ == "intstr" and value in (0, "")) or (typ == "quantity" and value == "0")):
+            del out[key]  # by-value IntOrString / Quantity left unset
     return out
 
 
@@ -355,7 +359,7 @@ def _special(typ: str, buf: memoryview, depth: int) -> Any:
         if not raw:
             return _EMPTY
         if raw.startswith(MAGIC):
-            return _decode(raw)
+            return _decode(raw, depth + 1)  # an embedded object in protobuf
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as e:

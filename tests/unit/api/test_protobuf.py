@@ -15,6 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -159,6 +160,7 @@ class _Stub:
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, str, bytes]] = []
+        self.answer: bytes | None = None  # a protobuf body to answer POSTs with
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
@@ -188,6 +190,9 @@ class _Stub:
         if request.method == "POST":
             body = await request.read()
             self.posts.append((path, request.headers.get("Content-Type", ""), body))
+            if self.answer is not None:
+                headers = {"Content-Type": "application/vnd.kubernetes.protobuf"}
+                return web.Response(status=201, body=self.answer, headers=headers)
             plural = path.rstrip("/").rsplit("/", 1)[-1]
             kinds = {n: (k, "v1") for n, k, _ in _CORE}
             kinds |= {n: (k, f"{g}/v1") for g, rs in _GROUPS.items() for n, k, _ in rs}
@@ -226,23 +231,109 @@ async def stub(tmp_path: Path) -> Any:
 async def test_kubectl_create_bodies_decode_to_the_yaml_equivalent(stub: Any) -> None:
     server, kubeconfig, cache = stub
     for name, (args, expected) in EXPECTED.items():
-        proc = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            "--kubeconfig",
-            str(kubeconfig),
-            "--cache-dir",
-            str(cache),
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, (name, err.decode())
+        await _kubectl(kubeconfig, cache, *args)
         _, content_type, body = server.posts[-1]
         assert content_type == "application/vnd.kubernetes.protobuf", name
         if os.environ.get("PROTOBUF_GOLDEN"):
             print(f'    "{name}": "{body.hex()}",')
         assert decode_k8s_protobuf(body) == expected, name
+
+
+async def _kubectl(kubeconfig: Path, cache: Path, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--cache-dir",
+        str(cache),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, (args, err.decode())
+    return out.decode()
+
+
+# Fields added after v1.32: kubectl's Go types skip them, so the probe leaves them out.
+_NEWER = frozenset(
+    {
+        "fileKeyRef",
+        "stopSignal",
+        "restartPolicyRules",
+        "ulimits",
+        "hostnameOverride",
+        "podCertificate",
+        "workloadRef",
+        "podReplacementPolicy",
+        "terminatingReplicas",
+    }
+)
+
+
+def _probe(message: str, depth: int, counter: list[int]) -> bytes:
+    """Every field of a message set to a distinct value, nested messages down to a depth."""
+    out = b""
+    for num, key, kind, typ, flags in sorted(schema()[message].values()):
+        if key in _NEWER:
+            continue
+        counter[0] += 1
+        n = counter[0]
+        if "I" in flags:
+            out += _f(num, _probe(typ, depth, counter))
+            continue
+        value: bytes
+        if kind == "i":
+            value = _varint(2 << 3) + _varint(n)
+        elif kind == "b":
+            value = _varint(2 << 3) + _varint(1)
+        elif kind == "d":
+            value = _varint(2 << 3 | 1) + struct.pack("<d", n + 0.5)
+        elif kind in ("s", "y"):
+            value = _f(2, f"v{n}")
+        elif depth <= 0:
+            continue
+        elif kind == "m":
+            value = _f(2, _probe(typ, depth - 1, counter))
+        else:
+            special = {
+                "time": _f(1, 1767323045 + n),
+                "microtime": _f(1, 1767323045 + n) + _f(2, 123456000),
+                "intstr": _f(1, 1) + _f(3, f"s{n}") if n % 2 else _f(2, n),
+                "quantity": _f(1, str(n)),
+                "raw": _f(1, f'{{"r": {n}}}'),
+            }
+            value = _f(2, special[typ])
+        # `value` is field 2 of a map entry; outside maps it is re-tagged with the real number
+        out += _f(num, _f(1, "k") + value) if "M" in flags else _retag(value, num)
+    return out
+
+
+def _retag(value: bytes, num: int) -> bytes:
+    wire = value[0] & 7
+    return _varint(num << 3 | wire) + value[1:]
+
+
+_PROBES = {
+    "Deployment": ("apps/v1", ["create", "deployment", "d1", "--image=x"]),
+    "CronJob": ("batch/v1", ["create", "cronjob", "cj", "--image=x", "--schedule=* * * * *"]),
+    "Service": ("v1", ["create", "service", "clusterip", "s2", "--tcp=80:8080"]),
+    "RoleBinding": ("rbac.authorization.k8s.io/v1", ["create", "rolebinding", "rb", "--role=r", "--user=u"]),
+    "Ingress": ("networking.k8s.io/v1", ["create", "ingress", "i", "--rule=foo.com/bar=svc:80"]),
+    "PodDisruptionBudget": ("policy/v1", ["create", "pdb", "p", "--selector=a=b", "--min-available=1"]),
+}
+
+
+@pytest.mark.skipif(not shutil.which(KUBECTL), reason="needs kubectl")
+async def test_kubectl_go_types_read_every_field_as_we_do(stub: Any) -> None:
+    """Field numbers, JSON names, kinds and inlining agree with the Go types kubectl links."""
+    server, kubeconfig, cache = stub
+    for kind, (api_version, args) in _PROBES.items():
+        message = message_for(api_version, kind)
+        assert message
+        server.answer = _body(api_version, kind, _probe(message, 14, [0]))
+        printed = await _kubectl(kubeconfig, cache, *args, "-o", "json", "--show-managed-fields")
+        assert orjson.loads(printed) == decode_k8s_protobuf(server.answer), kind
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
