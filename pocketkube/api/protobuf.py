@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from pocketkube.api.errors import BadRequest
+from pocketkube.api.resources import BUILTIN_RESOURCES
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
@@ -59,6 +60,8 @@ _PACKAGES = {
 }
 # Kinds any group version may carry (client-go encodes DeleteOptions with the resource's version).
 _META_KINDS = frozenset({"DeleteOptions", "Status"})
+# Request bodies of subresources, besides the kinds of BUILTIN_RESOURCES.
+_SUBRESOURCE_KINDS = frozenset({("autoscaling/v1", "Scale"), ("policy/v1", "Eviction"), ("v1", "Binding")})
 
 
 @functools.cache
@@ -72,17 +75,22 @@ def schema() -> Schema:
     }
 
 
+@functools.cache
+def _top_level() -> frozenset[tuple[str, str]]:
+    return frozenset((r.api_version, r.kind) for r in BUILTIN_RESOURCES) | _SUBRESOURCE_KINDS
+
+
 def message_for(api_version: str, kind: str) -> str | None:
-    """Full proto message name of a kind, or None when the group version or kind is unknown."""
+    """Full proto message name of a request body's kind; None for kinds no request carries."""
     group, _, version = api_version.rpartition("/")
     package = _PACKAGES.get(group)
-    if package is None or not version or not kind.isidentifier():
+    if package is None or not version:
         return None
-    name = f"{package}.{version}.{kind}"
-    if name in schema():
-        return name
     if kind in _META_KINDS:
         return f"{_META}.{kind}"
+    name = f"{package}.{version}.{kind}"
+    if (api_version, kind) in _top_level() and name in schema():
+        return name
     return None
 
 
@@ -318,7 +326,9 @@ def _prune(out: dict[str, Any], rows: dict[int, Row]) -> dict[str, Any]:
         elif kind == "m":
             if not value and ("o" in flags or ("p" not in flags and key in _NON_POINTER_NAMES)):
                 del out[key]
-        elif "p" not in flags and ((typ == "intstr" and value in (0, "")) or (typ == "quantity" and value == "0")):
+        elif "p" not in flags and (
+            (typ == "intstr" and value in (0, "")) or (typ == "quantity" and value == "0")
+        ):
             del out[key]  # by-value IntOrString / Quantity left unset
     return out
 

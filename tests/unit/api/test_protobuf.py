@@ -530,6 +530,8 @@ def _nested(depth: int) -> bytes:
         b"k8s\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",  # varint too long
         b"k8s\x00\x0b",  # group wire type
         _body("v1", "NoSuchKind", b""),
+        _body("v1", "PodSpec", b""),  # a message, not a kind
+        _body("v1", "ReplicationController", b""),  # a kind pocketkube does not serve
         _body("example.com/v1", "Widget", b""),
         _body("v1", "", b""),
         _body("v1", "ConfigMap", _f(1, b"\x0a\x05ab")),  # nested length past its end
