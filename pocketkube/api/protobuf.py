@@ -36,7 +36,7 @@ from pocketkube.api.resources import BUILTIN_RESOURCES
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAX_BODY = 16 * 1024 * 1024
-MAX_DEPTH = 64
+MAX_DEPTH = 100
 
 Row = tuple[int, str, str, str, str]
 Schema = dict[str, dict[int, Row]]

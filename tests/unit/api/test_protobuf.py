@@ -519,6 +519,15 @@ def _nested(depth: int) -> bytes:
     return raw
 
 
+def test_deep_but_legal_nesting_decodes() -> None:
+    crd = _f(2, _f(7, _f(4, _f(1, _nested(90)))))
+    spec = decode_k8s_protobuf(_body("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd))["spec"]
+    schema_props = spec["versions"][0]["schema"]["openAPIV3Schema"]
+    for _ in range(89):
+        schema_props = schema_props["not"]
+    assert schema_props == {"not": {}}
+
+
 @pytest.mark.parametrize(
     "body",
     [
