@@ -12,7 +12,9 @@ field: [number, json name, kind, type, flags]. Kinds: s string, y bytes, i varin
 d double, m message (type = full name), x special (time, microtime, intstr, quantity, duration,
 raw, jsp_or_array, jsp_or_bool, jsp_or_strarray). Flags: r repeated, M map<string, kind>, I inlined
 into the parent (Go `json:",inline"`), z keep a zero scalar (pointer or not omitempty in Go),
-p keep an empty message (pointer in Go, e.g. `emptyDir: {}`), o drop an empty message.
+p keep an empty message (pointer in Go, e.g. `emptyDir: {}`), o drop an empty message. The z/p/o
+flags were measured by feeding kubectl v1.32 zero-valued objects and reading back its JSON (Go's
+pointers and omitempty tags), so they are facts about the Go types, not guesses.
 
 gogo writes every non-pointer Go field even when empty, so zero scalars and empty structs are
 dropped unless the schema says Go would have kept them: the result equals what a user would write
