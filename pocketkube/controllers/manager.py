@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pocketkube.client.rest import APIClient, ClientConfig, wait_until_ready
 from pocketkube.controllers.base import Controller
+from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbage_collector import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.node_ipam import NodeIPAMController
@@ -25,7 +26,7 @@ class ControllerManagerConfig:
 
 def build_controllers(client: APIClient) -> list[Controller]:
     return [NamespaceController(client), NodeIPAMController(client), ServiceAccountController(client),
-            ReplicaSetController(client), GarbageCollector(client)]
+            ReplicaSetController(client), DeploymentController(client), GarbageCollector(client)]
 
 
 async def run(config: ControllerManagerConfig) -> None:
