@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from pocketkube.agent.join import client_config
 from pocketkube.client.rest import APIClient, wait_until_ready
+from pocketkube.hollow.fleet import Fleet, FleetConfig
 from pocketkube.kubelet.lease import NodeLease
 from pocketkube.kubelet.node_info import NodeFacts, runc_version
 from pocketkube.kubelet.node_status import CONTROL_PLANE_TAINT, NodeConfig, NodeStatus
@@ -68,5 +69,26 @@ async def run(config: AgentConfig) -> None:
             await stop.wait()
             for t in tasks:
                 t.cancel()
+    finally:
+        await client.close()
+
+
+async def run_hollow(server: str, token: str, fleet_config: FleetConfig) -> None:
+    """`pocketkube agent --hollow --count N`: N simulated nodes until a signal arrives."""
+    client = APIClient(await client_config(server, token, user_agent="pocketkube-hollow"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await wait_until_ready(client, timeout=60)
+        fleet = Fleet(client, fleet_config)
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(fleet.run(), name="hollow-fleet")
+            waiter = tg.create_task(stop.wait(), name="hollow-stop")
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            task.cancel()
+            waiter.cancel()
     finally:
         await client.close()

@@ -72,6 +72,18 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if args.token_file:
         with open(args.token_file) as f:
             token = f.read().strip()
+    if args.hollow:
+        from pocketkube.agent.run import run_hollow
+        from pocketkube.hollow.fleet import FleetConfig
+
+        fleet = FleetConfig(count=args.count, name_prefix=args.name_prefix, lease_interval=args.lease_interval)
+        try:
+            fleet.validate()
+        except ValueError as e:
+            print(f"pocketkube agent: {e}", file=sys.stderr)
+            return 2
+        _run_async(run_hollow(args.server, token, fleet))
+        return 0
     config = AgentConfig(server=args.server, token=token, data_dir=args.data_dir,
                          node_name=args.node_name or socket.gethostname(), node_ip=args.node_ip,
                          control_plane=args.control_plane, control_plane_taint=args.control_plane_taint,
@@ -139,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--control-plane-taint", action="store_true",
                        help="taint the node NoSchedule for user pods (as a master in a multi-node cluster)")
     agent.add_argument("--lease-interval", type=float, default=10.0, help="seconds between Lease renewals")
+    agent.add_argument("--hollow", action="store_true", help="simulate nodes (no containers), for scale tests")
+    agent.add_argument("--count", type=int, default=1, help="with --hollow: how many nodes")
+    agent.add_argument("--name-prefix", default="hollow-", help="with --hollow: node name prefix")
     agent.add_argument("-v", "--verbose", action="store_true")
     cm = sub.add_parser("controller-manager", help="run the control loops against an API server")
     cm.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
