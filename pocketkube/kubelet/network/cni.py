@@ -114,6 +114,12 @@ class CachedAttachment:
     config: JSON = field(default_factory=dict)
 
 
+@dataclass
+class _PodLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class CNI:
     """The pod network of one node: a bridge with host-local IPAM, plus portmap and loopback."""
 
@@ -138,7 +144,7 @@ class CNI:
         self.ifname = ifname
         self.node_netns = node_netns
         self.timeout = timeout
-        self._locks: dict[str, list[Any]] = {}
+        self._locks: dict[str, _PodLock] = {}
         self.validate()
 
     def validate(self) -> None:
@@ -183,14 +189,14 @@ class CNI:
     @contextlib.asynccontextmanager
     async def _lock(self, pod_id: str) -> AsyncIterator[None]:
         # One operation per pod at a time; the entry is dropped when nobody holds or awaits it.
-        entry = self._locks.setdefault(pod_id, [asyncio.Lock(), 0])
-        entry[1] += 1
+        entry = self._locks.setdefault(pod_id, _PodLock())
+        entry.users += 1
         try:
-            async with entry[0]:
+            async with entry.lock:
                 yield
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
+            entry.users -= 1
+            if entry.users == 0:
                 self._locks.pop(pod_id, None)
 
     async def add(self, pod_id: str, netns_path: str, *,
