@@ -60,7 +60,9 @@ async def ensure_bridge(name: str, gateway_cidr: str, *, netns: str | None = Non
     async with _iproute(netns) as ipr:
         index = await _lookup(ipr, name)
         if index is None:
-            spec: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+            # A fixed MAC: a bridge left to itself takes the lowest MAC of its ports, so it would
+            # change as pods come and go (stale neighbour caches; CNI CHECK then fails on it).
+            spec: dict[str, Any] = {"ifname": name, "kind": "bridge", "address": bridge_mac(str(gateway.ip))}
             if mtu is not None:
                 spec["mtu"] = mtu
             try:
@@ -83,6 +85,12 @@ async def ensure_bridge(name: str, gateway_cidr: str, *, netns: str | None = Non
                 raise
         await ipr.link("set", index=index, state="up")
         return index
+
+
+def bridge_mac(gateway_ip: str) -> str:
+    """A stable, locally administered MAC for the bridge owning `gateway_ip` (0a:58:<IPv4>)."""
+    packed = ipaddress.ip_address(gateway_ip).packed[-4:]
+    return ":".join(f"{b:02x}" for b in (0x0A, 0x58, *packed))
 
 
 async def delete_link(name: str, *, netns: str | None = None) -> None:
