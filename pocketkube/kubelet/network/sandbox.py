@@ -89,16 +89,22 @@ class SandboxNetwork:
 
     async def setup(self, pod: Obj) -> tuple[str | None, PodNetwork]:
         """Create the pod's namespace and attach it; returns (netns path, network). Idempotent:
-        an attachment already cached for a live namespace is returned without a second ADD.
-        On CNI failure the namespace is removed again."""
+        an attachment already cached for a live namespace is returned without a second ADD, a
+        stale one (its namespace gone) is deleted first. On CNI failure the namespace is removed
+        again."""
         if is_host_network(pod):
             return self.node_netns, PodNetwork(ip=self.node_ip, gateway="", interface="", mac="")
         uid = pod_uid(pod)
         name = self.netns_name(pod)
         path = netns_path(name)
         cached = self.cni.cached(uid)
-        if cached is not None and cached.netns == path and is_netns(path):
-            return path, PodNetwork.from_result(cached.result, ifname=cached.ifname)
+        if cached is not None:
+            if cached.netns == path and is_netns(path):
+                return path, PodNetwork.from_result(cached.result, ifname=cached.ifname)
+            # The namespace went away under a cached attachment (node reboot: /run/netns is a
+            # tmpfs, the cache and host-local's files are not). host-local refuses a second IP
+            # for the same container id, so release the stale one first.
+            await self.cni.delete(uid, path)
         await create_netns(name)
         try:
             network = await self.cni.add(uid, path, port_mappings=host_port_mappings(pod))

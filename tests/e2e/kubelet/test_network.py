@@ -248,6 +248,59 @@ async def test_pods_across_nodes_keep_source_ip(lab: Lab) -> None:
     assert seen == client_net.ip, "no overlay, no NAT: the source IP is preserved"
 
 
+async def test_namespace_lost_under_cached_attachment(lab: Lab) -> None:
+    """A node reboot empties /run/netns but keeps the CNI cache and host-local's files."""
+    node = await lab.node(1, uplink_ip="172.31.254.11")
+    p = pod("p", secrets.token_hex(16))
+    path, first = await node.sandbox.setup(p)
+    assert path
+    await delete_netns(node.sandbox.netns_name(p))
+    again_path, again = await node.sandbox.setup(p)  # stale attachment released, then ADD
+    assert again_path == path and is_netns(path)
+    assert allocated_ips(node.cni) == [again.ip]
+    await delete_netns(node.sandbox.netns_name(p))
+    await node.sandbox.teardown(p)  # DEL with the namespace gone still releases the IP
+    assert allocated_ips(node.cni) == [] and node.cni.cached_pod_ids() == []
+    assert [n for n in await node_net.link_names(netns=node.netns) if n.startswith("veth")] == []
+    assert first.ip
+
+
+async def test_concurrent_setup_gets_distinct_ips(lab: Lab) -> None:
+    node = await lab.node(1, uplink_ip="172.31.254.11")
+    pods = [pod(f"p{i}", secrets.token_hex(16)) for i in range(6)]
+    results = await asyncio.gather(*(node.sandbox.setup(p) for p in pods))
+    ips = [net.ip for _, net in results]
+    assert len(set(ips)) == len(pods)
+    assert allocated_ips(node.cni) == sorted(ips)
+    await asyncio.gather(*(node.sandbox.teardown(p) for p in pods))
+    assert allocated_ips(node.cni) == []
+
+
+async def test_on_host_with_test_bridge_and_test_routes(lab: Lab) -> None:
+    """node_netns=None: plugins run in the host namespace, on a uniquely named bridge, and the
+    pod gets only an explicit test CIDR route (never a default route on the real host)."""
+    subnet = ipaddress.ip_network(lab.subnet(1))
+    other = lab.subnet(3)
+    bridge = f"{lab.tag}hb"
+    await node_net.ensure_bridge(bridge, f"{subnet.network_address + 1}/24")
+    cni = CNI(bin_dir=CNI_BIN, ipam_dir=f"{lab.tmp}/host/ipam", cache_dir=f"{lab.tmp}/host/cache",
+              bridge=bridge, subnet=str(subnet), pod_routes=[other], network_name=f"{lab.tag}net")
+    sandbox = SandboxNetwork(cni, node_ip="127.0.0.1", netns_prefix=f"{lab.tag}-h-")
+    p = pod("p", secrets.token_hex(16))
+    path, net = await sandbox.setup(p)
+    assert path
+    routes = await sh(path, "ip", "-4", "route")
+    assert "default" not in routes and f"{other} via {net.gateway}" in routes
+    await lab.httpd(path, body="on-host")
+    assert await wget(path, "http://127.0.0.1/") == "on-host"
+    res = await run_in_netns(None, ["timeout", "5", BUSYBOX, "wget", "-qO-", f"http://{net.ip}/"], timeout=10)
+    assert res.stdout.decode() == "on-host", res.stderr  # host -> pod over the test bridge only
+    await sandbox.teardown(p)
+    await sandbox.teardown(p)
+    assert net.host_veth not in await node_net.link_names()
+    await node_net.delete_link(bridge)
+
+
 async def test_plugin_error_is_typed_and_leaks_nothing(lab: Lab) -> None:
     node = await lab.node(1, uplink_ip="172.31.254.11")
     missing = netns_path(f"{lab.tag}-missing")
