@@ -229,7 +229,8 @@ class CNI:
 
         Uses the cached ADD (config, port mappings, prevResult) when there is one; without it the
         bridge DEL still releases whatever host-local holds for `pod_id`. A namespace that is
-        already gone is passed as an empty CNI_NETNS, which the plugins accept.
+        already gone is passed as an empty CNI_NETNS, which the plugins accept. If a plugin
+        fails the cache is kept, so a retry DELs with the same prevResult.
         """
         async with self._lock(pod_id):
             cached = self.cached(pod_id)
@@ -240,14 +241,25 @@ class CNI:
 
     async def _delete(self, pod_id: str, netns_path: str | None, mappings: Sequence[PortMapping],
                       cached: CachedAttachment | None) -> None:
+        # Every step is attempted even if an earlier one fails (a broken portmap must not leak
+        # the pod's IP); the first error is raised afterwards so the caller retries the whole DEL.
         netns = netns_path if netns_path and is_netns(netns_path) else ""
         prev = {"prevResult": cached.result} if cached else {}
         bridge_conf = cached.config if cached and cached.config else self.bridge_config()
+        steps: list[tuple[str, JSON, str]] = []
         if mappings:
-            await self._exec("portmap", "DEL", {**self.portmap_config(mappings), **prev}, pod_id, netns, self.ifname)
-        await self._exec("bridge", "DEL", {**bridge_conf, **prev}, pod_id, netns, self.ifname)
+            steps.append(("portmap", {**self.portmap_config(mappings), **prev}, self.ifname))
+        steps.append(("bridge", {**bridge_conf, **prev}, self.ifname))
         if netns:
-            await self._exec("loopback", "DEL", self.loopback_config(), pod_id, netns, "lo")
+            steps.append(("loopback", self.loopback_config(), "lo"))
+        errors: list[CNIError] = []
+        for plugin, conf, ifname in steps:
+            try:
+                await self._exec(plugin, "DEL", conf, pod_id, netns, ifname)
+            except CNIError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
     async def check(self, pod_id: str, netns_path: str | None = None) -> None:
         """CNI CHECK the pod's eth0 (bridge, IP, routes) against its cached result; CNIError if broken."""
