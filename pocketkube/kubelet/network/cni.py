@@ -121,7 +121,12 @@ class _PodLock:
 
 
 class CNI:
-    """The pod network of one node: a bridge with host-local IPAM, plus portmap and loopback."""
+    """The pod network of one node: a bridge with host-local IPAM, plus portmap and loopback.
+
+    `pod_routes` are the routes each pod gets via the bridge gateway. The default route
+    ("0.0.0.0/0") is only safe when the node is a namespace with no route out; an agent on a real
+    host passes the cluster and service CIDRs instead, so pod traffic never leaves by accident.
+    """
 
     def __init__(self, *, bin_dir: str = "/usr/lib/cni", ipam_dir: str, cache_dir: str | None = None,
                  network_name: str = "pocketkube", bridge: str = "cbr0", subnet: str = "10.42.0.0/24",
