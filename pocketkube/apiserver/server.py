@@ -50,6 +50,8 @@ class APIServerConfig:
     watch_cache_size: int = 100_000
     extra_sans: list[str] = field(default_factory=list)
     service_cidr: str = "10.43.0.0/16"
+    default_unreachable_toleration_seconds: int = 300
+    default_not_ready_toleration_seconds: int = 300
     node_port_range: tuple[int, int] = (30000, 32767)
 
     def validate(self) -> None:

@@ -24,6 +24,14 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch-cache-size", type=int, default=100_000,
                    help="events kept for watches to resume from (default 100000)")
     p.add_argument("--tls-san", action="append", default=[], help="extra IP for the serving certificate")
+    p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                   help="seconds without a Lease renewal before a node is NotReady (default 40)")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds added to pods for the unreachable taint (default 300)")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds added to pods for the not-ready taint (default 300)")
+    p.add_argument("--control-plane-taint", action="store_true",
+                   help="taint the server's node NoSchedule so it runs system pods only")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -33,7 +41,9 @@ def _apiserver_config(args: argparse.Namespace) -> object:
     return APIServerConfig(data_dir=args.data_dir, port=args.port, bind_address=args.bind_address,
                            advertise_address=args.advertise_address, datastore=args.datastore,
                            compaction_interval=args.compaction_interval, watch_cache_size=args.watch_cache_size,
-                           extra_sans=list(args.tls_san))
+                           extra_sans=list(args.tls_san),
+                           default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
+                           default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds)
 
 
 def _run_async(coro: object) -> None:
@@ -53,7 +63,9 @@ def cmd_server(args: argparse.Namespace, *, disable_agent: bool, disable_control
 
     api_config = _apiserver_config(args)
     assert isinstance(api_config, APIServerConfig)
-    config = ServerConfig(apiserver=api_config, disable_agent=disable_agent, disable_controllers=disable_controllers)
+    config = ServerConfig(apiserver=api_config, disable_agent=disable_agent, disable_controllers=disable_controllers,
+                          control_plane_taint=args.control_plane_taint,
+                          node_monitor_grace_period=args.node_monitor_grace_period)
     try:
         config.validate()
     except ValueError as e:
@@ -157,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("-v", "--verbose", action="store_true")
     cm = sub.add_parser("controller-manager", help="run the control loops against an API server")
     cm.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
+    cm.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                    help="seconds without a Lease renewal before a node is NotReady (default 40)")
     cm.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
@@ -170,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "controller-manager":
         from pocketkube.controllers.manager import ControllerManagerConfig, run
 
-        _run_async(run(ControllerManagerConfig(kubeconfig=args.kubeconfig)))
+        _run_async(run(ControllerManagerConfig(kubeconfig=args.kubeconfig,
+                                               node_monitor_grace_period=args.node_monitor_grace_period)))
         return 0
     parser.error(f"unknown command {args.command}")
     return 2

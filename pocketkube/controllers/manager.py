@@ -11,6 +11,7 @@ from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbage_collector import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.node_ipam import NodeIPAMController
+from pocketkube.controllers.node_lifecycle import NodeLifecycleController
 from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.controllers.serviceaccount import ServiceAccountController
 
@@ -18,15 +19,17 @@ from pocketkube.controllers.serviceaccount import ServiceAccountController
 @dataclass
 class ControllerManagerConfig:
     kubeconfig: str
+    node_monitor_grace_period: float = 40.0
 
     def validate(self) -> None:
         if not self.kubeconfig:
             raise ValueError("--kubeconfig is required")
 
 
-def build_controllers(client: APIClient) -> list[Controller]:
+def build_controllers(client: APIClient, config: ControllerManagerConfig) -> list[Controller]:
     return [NamespaceController(client), NodeIPAMController(client), ServiceAccountController(client),
-            ReplicaSetController(client), DeploymentController(client), GarbageCollector(client)]
+            ReplicaSetController(client), DeploymentController(client), GarbageCollector(client),
+            NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period)]
 
 
 async def run(config: ControllerManagerConfig) -> None:
@@ -34,7 +37,7 @@ async def run(config: ControllerManagerConfig) -> None:
     client = APIClient(ClientConfig.from_kubeconfig(config.kubeconfig, user_agent="pocketkube-controller-manager"))
     try:
         await wait_until_ready(client)
-        controllers = build_controllers(client)
+        controllers = build_controllers(client, config)
         async with asyncio.TaskGroup() as tg:
             for c in controllers:
                 tg.create_task(c.run(), name=f"controller-{c.name}")

@@ -26,6 +26,7 @@ class ServerConfig:
     disable_agent: bool = False
     disable_controllers: bool = False
     control_plane_taint: bool = False
+    node_monitor_grace_period: float = 40.0
 
     def validate(self) -> None:
         self.apiserver.validate()
@@ -48,7 +49,8 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
     if not config.disable_controllers:
         kubeconfig = os.path.join(config.apiserver.data_dir, "kubeconfig.yaml")
         children.append(ChildProcess(
-            "controller-manager", pocketkube_argv("controller-manager", "--kubeconfig", kubeconfig),
+            "controller-manager", pocketkube_argv("controller-manager", "--kubeconfig", kubeconfig,
+                                                  "--node-monitor-grace-period", str(config.node_monitor_grace_period)),
             log_path=os.path.join(config.apiserver.data_dir, "controller-manager.log")))
     if not config.disable_agent:
         data_dir = config.apiserver.data_dir
