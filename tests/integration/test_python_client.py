@@ -175,8 +175,6 @@ def test_service_crud(core: client.CoreV1Api, namespace: str) -> None:
     assert _status(exc) == 404
 
 
-@pytest.mark.xfail(reason="server: no ClusterIP allocator — spec.clusterIP stays unset on create "
-                          "(kube allocates one from the service CIDR)", strict=True)
 def test_service_gets_cluster_ip(core: client.CoreV1Api, namespace: str) -> None:
     svc = client.V1Service(metadata=client.V1ObjectMeta(name="ip"),
                            spec=client.V1ServiceSpec(selector={"a": "b"}, ports=[client.V1ServicePort(port=80)]))
