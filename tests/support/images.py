@@ -45,6 +45,7 @@ class BuiltImage:
     diff_ids: list[str]  # of the first platform
     index_digest: str | None = None  # multi-platform only
     platform_config_digests: dict[str, str] = field(default_factory=dict)  # "linux/amd64" → config digest
+    size: int = 0  # of the archive file
 
 
 def _digest(data: bytes) -> str:
@@ -193,22 +194,30 @@ def build_busybox_image(path: str | os.PathLike[str], *, ref: str,
                 "Config": f"{config_digest[7:]}.json", "RepoTags": [f"{repo}:{tag}"], "Layers": layer_names,
             }]).encode())
             _add_bytes(tar, "repositories", json.dumps({repo: {tag: diff_ids[-1][7:]}}).encode())
-            return built
-        top = {"mediaType": OCI_MANIFEST, "digest": first[1], "size": len(first[2])}
-        if multi:
-            index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": m[1], "size": len(m[2]),
-                 "platform": {"os": m[0].split("/")[0], "architecture": m[0].split("/")[1]}} for m in manifests
-            ]}, sort_keys=True).encode()
-            blobs[_digest(index)] = index
-            built.index_digest = _digest(index)
-            top = {"mediaType": OCI_INDEX, "digest": _digest(index), "size": len(index)}
-        top["annotations"] = {"org.opencontainers.image.ref.name": ref}
-        _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        _add_bytes(tar, "index.json", json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                                                  "manifests": [top]}).encode())
-        for d in ("blobs/", "blobs/sha256/"):
-            tar.addfile(_info(d, tarfile.DIRTYPE, 0o755))
-        for digest, blob in sorted(blobs.items()):
-            _add_bytes(tar, f"blobs/sha256/{digest[7:]}", blob)
+        else:
+            _write_oci(tar, built, manifests, blobs, ref)
+    built.size = os.path.getsize(path)
     return built
+
+
+def _write_oci(tar: tarfile.TarFile, built: BuiltImage,
+               manifests: list[tuple[str, str, bytes, str, list[str], list[bytes]]],
+               blobs: dict[str, bytes], ref: str) -> None:
+    first = manifests[0]
+    top: dict[str, Any] = {"mediaType": OCI_MANIFEST, "digest": first[1], "size": len(first[2])}
+    if len(manifests) > 1:
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": m[1], "size": len(m[2]),
+             "platform": {"os": m[0].split("/")[0], "architecture": m[0].split("/")[1]}} for m in manifests
+        ]}, sort_keys=True).encode()
+        blobs[_digest(index)] = index
+        built.index_digest = _digest(index)
+        top = {"mediaType": OCI_INDEX, "digest": _digest(index), "size": len(index)}
+    top["annotations"] = {"org.opencontainers.image.ref.name": ref}
+    _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    _add_bytes(tar, "index.json", json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                              "manifests": [top]}).encode())
+    for d in ("blobs/", "blobs/sha256/"):
+        tar.addfile(_info(d, tarfile.DIRTYPE, 0o755))
+    for digest, blob in sorted(blobs.items()):
+        _add_bytes(tar, f"blobs/sha256/{digest[7:]}", blob)

@@ -75,9 +75,9 @@ def unpack_layer(blob_path: str, dest: str, *, expected_diff_id: str | None) -> 
     os.makedirs(dest)
     proc: subprocess.Popen[bytes] | None = None
     try:
+        with open(blob_path, "rb") as head:
+            kind = detect_compression(head.read(4))
         with open(blob_path, "rb") as blob:
-            kind = detect_compression(blob.read(4))
-            blob.seek(0)
             stream: IO[bytes] | gzip.GzipFile
             if kind == "gzip":
                 stream = gzip.GzipFile(fileobj=blob, mode="rb")
@@ -92,8 +92,11 @@ def unpack_layer(blob_path: str, dest: str, *, expected_diff_id: str | None) -> 
             reader = _HashingReader(stream)
             _extract(reader, dest)
             reader.drain()
-            if proc is not None and proc.wait() != 0:
-                raise LayerError(f"zstd failed with exit code {proc.returncode}")
+            if proc is not None:
+                assert proc.stdout is not None
+                proc.stdout.close()
+                if proc.wait() != 0:
+                    raise LayerError(f"zstd failed with exit code {proc.returncode}")
         diff_id = reader.digest()
         if expected_diff_id is not None and diff_id != expected_diff_id:
             raise LayerError(f"layer diff_id mismatch: config says {expected_diff_id}, content is {diff_id}")
@@ -102,6 +105,8 @@ def unpack_layer(blob_path: str, dest: str, *, expected_diff_id: str | None) -> 
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
         shutil.rmtree(dest, ignore_errors=True)
         if isinstance(e, (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile)):
             raise LayerError(f"failed to unpack layer: {e}") from e

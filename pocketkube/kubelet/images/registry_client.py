@@ -10,6 +10,7 @@ header never goes to another host. Registry errors keep the registry's words.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import os
@@ -26,6 +27,10 @@ from pocketkube.kubelet.images.manifest import MANIFEST_ACCEPT
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
+
+
+def basic_authorization(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def _unlink(path: str) -> None:
@@ -184,7 +189,7 @@ class RegistryClient:
         if scheme == "basic":
             if self.credentials is None or self._authorization is not None:
                 return False
-            self._authorization = aiohttp.BasicAuth(*self.credentials).encode()
+            self._authorization = basic_authorization(*self.credentials)
             return True
         if scheme == "bearer" and "realm" in params:
             token = await self._fetch_token(params)
@@ -197,8 +202,8 @@ class RegistryClient:
         if params.get("service"):
             query["service"] = params["service"]
         query["scope"] = params.get("scope") or f"repository:{self.repository}:pull"
-        auth = aiohttp.BasicAuth(*self.credentials) if self.credentials else None
-        async with self.session.get(params["realm"], params=query, auth=auth) as resp:
+        headers = {"Authorization": basic_authorization(*self.credentials)} if self.credentials else {}
+        async with self.session.get(params["realm"], params=query, headers=headers) as resp:
             body = await resp.content.read(1 << 20)
             if resp.status != 200:
                 message, code = registry_error_message(resp.status, body)
