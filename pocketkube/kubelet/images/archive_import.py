@@ -212,7 +212,11 @@ async def _import_one(store: ImageStore, archive: _Archive, candidate: _Candidat
                 if candidate.manifest is not None and name.startswith("blobs/sha256/") and digest[7:] != name[13:]:
                     raise ArchiveError(f"layer {name} in archive does not match its digest")
                 layers.append((digest, size, kind))
-                await store.ensure_layer(blob, diff_id)
+
+                async def take(path: str, blob: str = blob) -> None:
+                    os.replace(blob, path)
+
+                await store.ensure_layer(diff_id, take)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(blob)

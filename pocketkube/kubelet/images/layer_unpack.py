@@ -206,7 +206,8 @@ def _extract(stream: BinaryIO | _HashingReader, root: str) -> None:
             _extract_member(tar, member, root, path, dirs)
     # Directory times and modes last: creating children would change them again.
     for path, member in reversed(dirs):
-        _set_owner_mode(path, member, is_link=False)
+        if stat.S_ISDIR(os.lstat(path).st_mode):  # a later entry may have replaced it by a symlink
+            _set_owner_mode(path, member, is_link=False)
 
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str, path: str,

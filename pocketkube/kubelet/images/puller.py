@@ -8,8 +8,6 @@ registry's reason (`manifest unknown`, `unauthorized: authentication required`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -109,15 +107,8 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 async def _fetch_layer(store: ImageStore, client: RegistryClient, desc: Descriptor, diff_id: str,
                        limit: asyncio.Semaphore) -> None:
-    if store.has_layer(diff_id):
-        return
-    async with limit:
-        if store.has_layer(diff_id):
-            return
-        path = store.ingest_path()
-        try:
+    async def download(path: str) -> None:
+        async with limit:
             await client.download_blob(desc.digest, path, size=desc.size)
-            await store.ensure_layer(path, diff_id)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+
+    await store.ensure_layer(diff_id, download)

@@ -23,7 +23,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,6 +69,11 @@ class _Record:
 class GCResult:
     blobs_removed: int
     layers_removed: int
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class ImageStore:
@@ -119,9 +124,14 @@ class ImageStore:
         """Pull `ref` from its registry (concurrent pulls of one reference share the work)."""
         parsed = parse_reference(ref)
         key = (str(parsed), lookup_credentials(credentials, parsed.domain))
-        shared = self._inflight.get(key)
-        if shared is not None:
-            return await asyncio.shield(shared)
+        while (shared := self._inflight.get(key)) is not None:
+            try:
+                return await asyncio.shield(shared)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not shared.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The pull we joined was cancelled, we were not: take over.
         future: asyncio.Future[Image] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -184,12 +194,21 @@ class ImageStore:
             self._pins.subtract(ids)
             self._pins += Counter()  # drop zero counts
 
-    async def ensure_layer(self, blob_path: str, diff_id: str) -> None:
-        """Unpack the layer blob at `blob_path` unless layer `diff_id` is already there."""
+    async def ensure_layer(self, diff_id: str, fetch: Callable[[str], Awaitable[None]]) -> None:
+        """Unless layer `diff_id` is unpacked: `fetch(path)` writes its blob to `path`, then unpack.
+
+        One fetch and one unpack per layer even when several pulls want it at once.
+        """
         lock = self._layer_locks.setdefault(diff_id, asyncio.Lock())
         async with lock:
-            if not self.has_layer(diff_id):
-                await asyncio.to_thread(self._unpack, blob_path, diff_id)
+            if self.has_layer(diff_id):
+                return
+            path = self.ingest_path()
+            try:
+                await fetch(path)
+                await asyncio.to_thread(self._unpack, path, diff_id)
+            finally:
+                await asyncio.to_thread(_unlink, path)
 
     def _unpack(self, blob_path: str, diff_id: str) -> None:
         tmp = os.path.join(self.layers_dir, f".tmp-{uuid.uuid4().hex}")
@@ -211,12 +230,16 @@ class ImageStore:
             digests = list(dict.fromkeys([*(old.repo_digests if old else []), *repo_digests]))
             self._records[image_id] = _Record(manifest_digest, manifest_media_type, index_digest, list(layers),
                                               digests, size, old.created if old else time.time())
+            untagged = False
             for ref in refs:
                 previous = self._refs.get(str(ref))
                 self._refs[str(ref)] = image_id
                 if previous and previous != image_id and previous not in self._refs.values():
-                    del self._records[previous]
+                    del self._records[previous]  # a retag leaves the old image unnamed: drop it
+                    untagged = True
             self._save()
+            if untagged:
+                await self._gc_locked()
         return self._image(image_id)
 
     # ---- removing ------------------------------------------------------------------------------
