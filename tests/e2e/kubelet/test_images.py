@@ -240,3 +240,62 @@ async def test_remove_and_gc(store: ImageStore, workdir: Path) -> None:
     result = await store.gc()
     assert result.layers_removed == 2
     assert os.listdir(store.layers_dir) == [] and os.listdir(store.blobs_dir) == []
+
+
+async def test_import_names_retag_and_untagged(store: ImageStore, workdir: Path) -> None:
+    bare = build_busybox_image(workdir / "bare.tar", ref="1.0", cmd=["echo", "bare"])
+    assert await store.import_archive(bare.path, base_name="example.com/app") == ["example.com/app:1.0"]
+
+    first = build_busybox_image(workdir / "first.tar", ref="x:1", extra_layers=[{"first": "1"}])
+    second = build_busybox_image(workdir / "second.tar", ref="x:1", extra_layers=[{"second": "2"}])
+    await store.import_archive(first.path)
+    await store.import_archive(second.path)  # x:1 moves; the unnamed first image is collected
+    assert store.get("x:1").id == second.config_digest  # type: ignore[union-attr]
+    assert store.get(first.config_digest) is None
+    assert first.diff_ids[1][7:] not in os.listdir(store.layers_dir)
+
+    untagged = workdir / "untagged.tar"
+    build_busybox_image(untagged, ref="x:y", fmt="docker", cmd=["true"])
+    _rewrite_docker_repo_tags(untagged, None)
+    imported = await store.import_archive(str(untagged))
+    assert len(imported) == 1 and imported[0].startswith("sha256:")
+    image = store.get(imported[0])
+    assert image is not None and image.references == () and image.config.cmd == ("true",)
+    await store.remove(imported[0])
+    assert store.get(imported[0]) is None
+
+
+def _rewrite_docker_repo_tags(path: Path, tags: list[str] | None) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]  # type: ignore[union-attr]
+    with tarfile.open(path, "w") as tar:
+        for member, data in members:
+            if member.name == "manifest.json" and data is not None:
+                doc = json.loads(data)
+                doc[0]["RepoTags"] = tags
+                data = json.dumps(doc).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+
+
+async def test_shared_layer_is_fetched_and_unpacked_once(local_registry: LocalRegistry, store: ImageStore,
+                                                         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one = build_busybox_image(workdir / "one.tar", ref="s:one", extra_layers=[{"one": "1"}])
+    two = build_busybox_image(workdir / "two.tar", ref="s:two", extra_layers=[{"two": "2"}])
+    local_registry.push(one.path, "shared/one:1")
+    local_registry.push(two.path, "shared/two:1")
+    unpacked: list[str] = []
+    real_unpack = store._unpack
+
+    def counting_unpack(path: str, diff_id: str) -> None:
+        unpacked.append(diff_id)
+        real_unpack(path, diff_id)
+
+    monkeypatch.setattr(store, "_unpack", counting_unpack)
+    await asyncio.gather(store.pull(f"{local_registry.host}/shared/one:1"),
+                         store.pull(f"{local_registry.host}/shared/two:1"))
+    assert sorted(unpacked) == sorted({*one.diff_ids, *two.diff_ids})
+    assert len(unpacked) == 3
