@@ -299,3 +299,19 @@ async def test_shared_layer_is_fetched_and_unpacked_once(local_registry: LocalRe
                          store.pull(f"{local_registry.host}/shared/two:1"))
     assert sorted(unpacked) == sorted({*one.diff_ids, *two.diff_ids})
     assert len(unpacked) == 3
+
+
+async def test_many_layers_mount_through_relative_lowerdirs(store: ImageStore, workdir: Path) -> None:
+    layers = [{f"layer/{i:02d}": str(i)} for i in range(45)]  # lowerdir= of absolute paths > one page
+    built = build_busybox_image(workdir / "tall.tar", ref="tall:1", extra_layers=layers)
+    await store.import_archive(built.path)
+    assert len(":".join(store.layer_dir(d) for d in built.diff_ids)) > 4096
+    container = workdir / "tall"
+    rootfs = Path(await store.mount_rootfs("tall:1", str(container)))
+    try:
+        assert sorted(os.listdir(rootfs / "layer")) == [f"{i:02d}" for i in range(45)]
+        assert (rootfs / "bin" / "busybox").exists()
+        assert {d[7:] for d in built.diff_ids} <= layers_in_use()
+    finally:
+        await store.unmount(str(container))
+    assert not is_mountpoint(str(rootfs))
