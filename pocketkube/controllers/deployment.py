@@ -22,7 +22,7 @@ from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers import deployment_util as du
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.events import EventRecorder
+from pocketkube.client.events import EventRecorder
 from pocketkube.controllers.pod_util import controller_ref, is_active
 
 log = logging.getLogger(__name__)
