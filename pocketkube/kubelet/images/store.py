@@ -200,6 +200,14 @@ class ImageStore:
         with open(self._blob_path(digest), "rb") as f:
             return f.read()
 
+    def read_blob_if_present(self, digest: str) -> bytes | None:
+        """A stored blob, re-verified (a re-pull of a known image skips fetching its config)."""
+        try:
+            data = self.read_blob(digest)
+        except FileNotFoundError:
+            return None
+        return data if sha256_digest(data) == digest else None
+
     @contextlib.contextmanager
     def pinned(self, diff_ids: Iterable[str]) -> Iterator[None]:
         """Keep these layers (and any ingest/tmp files) from GC while a pull or import runs."""
