@@ -79,7 +79,7 @@ async def _pull(store: ImageStore, client: RegistryClient, ref: ImageReference) 
         doc = parse_manifest_document(body, content_type)
     if not isinstance(doc, Manifest):
         raise ImageError("an index inside an index is not supported")
-    config_body = await client.get_blob_bytes(doc.config.digest)
+    config_body = store.read_blob_if_present(doc.config.digest) or await client.get_blob_bytes(doc.config.digest)
     config = parse_image_config(config_body)
     if len(config.diff_ids) != len(doc.layers):
         raise ImageError(f"image config lists {len(config.diff_ids)} layers, manifest {len(doc.layers)}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import os
 import shutil
 import time
@@ -69,6 +70,24 @@ class _Record:
 class GCResult:
     blobs_removed: int
     layers_removed: int
+
+
+async def _in_thread_to_completion(fn: Callable[[], None]) -> None:
+    """Run `fn` in a thread; a cancelled caller still waits for it, so no thread outlives a pull."""
+    future = asyncio.get_running_loop().run_in_executor(None, fn)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(future)
+            break
+        except asyncio.CancelledError:
+            cancelled = True
+            if future.done():
+                break
+    if cancelled:
+        future.exception()  # retrieved: the caller's cancellation wins over the thread's error
+        raise asyncio.CancelledError
+    future.result()
 
 
 def _unlink(path: str) -> None:
@@ -181,6 +200,14 @@ class ImageStore:
         with open(self._blob_path(digest), "rb") as f:
             return f.read()
 
+    def read_blob_if_present(self, digest: str) -> bytes | None:
+        """A stored blob, re-verified (a re-pull of a known image skips fetching its config)."""
+        try:
+            data = self.read_blob(digest)
+        except FileNotFoundError:
+            return None
+        return data if sha256_digest(data) == digest else None
+
     @contextlib.contextmanager
     def pinned(self, diff_ids: Iterable[str]) -> Iterator[None]:
         """Keep these layers (and any ingest/tmp files) from GC while a pull or import runs."""
@@ -206,7 +233,7 @@ class ImageStore:
             path = self.ingest_path()
             try:
                 await fetch(path)
-                await asyncio.to_thread(self._unpack, path, diff_id)
+                await _in_thread_to_completion(functools.partial(self._unpack, path, diff_id))
             finally:
                 await asyncio.to_thread(_unlink, path)
 

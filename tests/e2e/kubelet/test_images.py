@@ -315,3 +315,25 @@ async def test_many_layers_mount_through_relative_lowerdirs(store: ImageStore, w
     finally:
         await store.unmount(str(container))
     assert not is_mountpoint(str(rootfs))
+
+
+async def test_corrupt_blob_is_rejected(local_registry: LocalRegistry, store: ImageStore, workdir: Path) -> None:
+    built = build_busybox_image(workdir / "bb.tar", ref="bad:1", extra_layers=[{"x": "x"}])
+    local_registry.push(built.path, "library/bad:1")
+    _corrupt_top_layer(local_registry, built.manifest_digest)
+    with pytest.raises(ImagePullError, match="digest mismatch for blob"):
+        await store.pull(f"{local_registry.host}/library/bad:1")
+    assert store.list() == []
+    assert os.listdir(store.ingest_dir) == []
+    assert not any(n.startswith(".tmp-") for n in os.listdir(store.layers_dir))
+
+
+def _corrupt_top_layer(registry: LocalRegistry, manifest_digest: str) -> None:
+    manifest = json.loads(Path(_registry_blob(registry, manifest_digest)).read_bytes())
+    layer = Path(_registry_blob(registry, manifest["layers"][-1]["digest"]))
+    layer.write_bytes(layer.read_bytes()[:-1] + b"!")  # same size, wrong bytes
+
+
+def _registry_blob(registry: LocalRegistry, digest: str) -> str:
+    hexd = digest.removeprefix("sha256:")
+    return os.path.join(registry.data_dir, "data", "docker", "registry", "v2", "blobs", "sha256", hexd[:2], hexd, "data")
