@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pocketkube.scheduler.node_info import NodeInfo
-from pocketkube.scheduler.types import PodInfo
+from pocketkube.scheduler.types import LABEL_ZONE, PodInfo
 
 Obj = dict[str, Any]
 
@@ -28,6 +28,10 @@ class SchedulerCache:
         self.owner_counts: dict[str, dict[str, int]] = {}
         self.anti_affinity_pods = 0  # pods with required anti-affinity anywhere: InterPodAffinity fast skip
         self.affinity_pods = 0
+        self.zoned_nodes: set[str] = set()  # nodes with a zone label: default zone spreading applies
+        self.tainted_nodes: set[str] = set()  # NoSchedule/NoExecute taints: TaintToleration must filter
+        self.prefer_tainted_nodes: set[str] = set()  # PreferNoSchedule taints: TaintToleration scores
+        self.cordoned_nodes: set[str] = set()
         self._node_list: list[NodeInfo] | None = None
 
     # nodes -----------------------------------------------------------------------------------------
@@ -46,6 +50,13 @@ class SchedulerCache:
         if info.node is None:
             self._node_list = None
         info.set_node(node)
+        for present, where in ((LABEL_ZONE in info.labels, self.zoned_nodes), (bool(info.taints), self.tainted_nodes),
+                               (bool(info.prefer_taints), self.prefer_tainted_nodes),
+                               (info.unschedulable, self.cordoned_nodes)):
+            if present:
+                where.add(name)
+            else:
+                where.discard(name)
         return info
 
     update_node = add_node
@@ -55,6 +66,8 @@ class SchedulerCache:
         if info is None:
             return
         info.node = None
+        for where in (self.zoned_nodes, self.tainted_nodes, self.prefer_tainted_nodes, self.cordoned_nodes):
+            where.discard(name)
         if not info.pods:
             del self.nodes[name]
         self._node_list = None

@@ -7,6 +7,7 @@ then only compare ints and dict lookups, so one scheduling cycle stays O(nodes) 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,18 +23,22 @@ LABEL_ZONE = "topology.kubernetes.io/zone"
 TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
 
 
-def milli_cpu(value: object) -> int:
+@functools.lru_cache(maxsize=4096)
+def _parse(value: str | int | float) -> tuple[int, int]:
     try:
-        return Quantity.parse(value).milli_value()  # type: ignore[arg-type]
+        q = Quantity.parse(value)
     except (QuantityError, TypeError):
-        return 0
+        return 0, 0
+    return q.milli_value(), q.int_value()
+
+
+def milli_cpu(value: object) -> int:
+    """Milli-units of a quantity ("250m" -> 250); the same few strings recur, so parses are memoised."""
+    return _parse(value)[0] if isinstance(value, str | int | float) else 0
 
 
 def whole_value(value: object) -> int:
-    try:
-        return Quantity.parse(value).int_value()  # type: ignore[arg-type]
-    except (QuantityError, TypeError):
-        return 0
+    return _parse(value)[1] if isinstance(value, str | int | float) else 0
 
 
 class Taint:

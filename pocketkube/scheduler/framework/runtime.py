@@ -23,7 +23,23 @@ NO_NODES_MSG = "no nodes available to schedule pods"
 NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 
+MIN_CHUNK = 64
 FilterFn = Callable[[CycleState, PodInfo, NodeInfo], "Status | None"]
+BatchFilterFn = Callable[[CycleState, PodInfo, list[NodeInfo], dict[str, "Status"]], list[NodeInfo]]
+
+
+def _each(f: FilterFn) -> BatchFilterFn:
+    """Adapt a per-node Filter to the chunked loop."""
+    def run(state: CycleState, pod: PodInfo, nodes: list[NodeInfo], statuses: dict[str, Status]) -> list[NodeInfo]:
+        out: list[NodeInfo] = []
+        for node in nodes:
+            st = f(state, pod, node)
+            if st is None:
+                out.append(node)
+            else:
+                statuses[node.name] = st
+        return out
+    return run
 
 
 def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
@@ -84,9 +100,9 @@ class Framework:
 
     # PreFilter + Filter ----------------------------------------------------------------------------
 
-    def run_pre_filter(self, state: CycleState, pod: PodInfo) -> tuple[list[FilterFn], Status | None]:
-        """-> (the Filter methods to run for this pod, a rejecting status if a PreFilter said no)."""
-        active: list[FilterFn] = []
+    def run_pre_filter(self, state: CycleState, pod: PodInfo) -> tuple[list[BatchFilterFn], Status | None]:
+        """-> (the Filter steps to run for this pod, a rejecting status if a PreFilter said no)."""
+        active: list[BatchFilterFn] = []
         for name in self.filter_names:
             plugin = self.plugins[name]
             pre = getattr(plugin, "pre_filter", None)
@@ -97,35 +113,38 @@ class Framework:
                         continue
                     st.plugin = st.plugin or name
                     return [], st
-            active.append(plugin.filter)
+            active.append(getattr(plugin, "filter_nodes", None) or _each(plugin.filter))
         return active, None
 
     def find_nodes_that_fit(self, state: CycleState, pod: PodInfo,
                             nodes: list[NodeInfo]) -> tuple[list[NodeInfo], dict[str, Status]]:
+        """Feasible nodes (at most num_feasible_nodes_to_find) and the statuses of rejected ones.
+
+        Nodes go through the filters in chunks of the number still wanted, each plugin narrowing the
+        chunk in one call (`filter_nodes` when the plugin has it, else its per-node `filter`).
+        """
         filters, rejected = self.run_pre_filter(state, pod)
         statuses: dict[str, Status] = {}
         if rejected is not None:
             return [], {n.name: rejected for n in nodes}
         n = len(nodes)
         want = num_feasible_nodes_to_find(n, self.percentage)
-        feasible: list[NodeInfo] = []
         start = self.next_start % n if n else 0
-        processed = 0
         order = nodes[start:] + nodes[:start] if start else nodes
-        for node in order:
-            processed += 1
+        feasible: list[NodeInfo] = []
+        pos = 0
+        while pos < n and len(feasible) < want:
+            size = max(want - len(feasible), MIN_CHUNK)
+            chunk = order[pos:pos + size]
+            pos += len(chunk)
             for f in filters:
-                st = f(state, pod, node)
-                if st is not None:
-                    statuses[node.name] = st
+                chunk = f(state, pod, chunk, statuses)
+                if not chunk:
                     break
-            else:
-                feasible.append(node)
-                if len(feasible) >= want:
-                    break
+            feasible.extend(chunk)
         if n:
-            self.next_start = (start + processed) % n
-        return feasible, statuses
+            self.next_start = (start + pos) % n
+        return feasible[:want], statuses
 
     # PreScore + Score + NormalizeScore -------------------------------------------------------------
 
@@ -138,8 +157,12 @@ class Framework:
                 st = pre(state, pod, nodes)
                 if st is not None and st.code == Code.SKIP:
                     continue
-            score = plugin.score
-            scores = [score(state, pod, node) for node in nodes]
+            batch = getattr(plugin, "score_nodes", None)
+            if batch is not None:
+                scores: list[int] = batch(state, pod, nodes)
+            else:
+                score = plugin.score
+                scores = [score(state, pod, node) for node in nodes]
             normalize = getattr(plugin, "normalize_score", None)
             if normalize is not None:
                 normalize(state, pod, nodes, scores)

@@ -39,6 +39,24 @@ class BalancedAllocation:
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         return balanced_score(pod, node)
 
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        cpu, mem = pod.req_cpu, pod.req_mem
+        out: list[int] = []
+        append = out.append
+        for n in nodes:
+            ac, am = n.alloc_cpu, n.alloc_mem
+            if not ac or not am:
+                append(0)
+                continue
+            fc = (n.req_cpu + cpu) / ac
+            fm = (n.req_mem + mem) / am
+            if fc > 1.0:
+                fc = 1.0
+            if fm > 1.0:
+                fm = 1.0
+            append(int((1.0 - (fc - fm if fc > fm else fm - fc) / 2) * MAX_NODE_SCORE))
+        return out
+
 
 def new(handle: Handle) -> BalancedAllocation:
     return BalancedAllocation()

@@ -74,8 +74,32 @@ class NodeResourcesFit:
             return None
         return fits(pod, node)
 
+    def filter_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+                     statuses: dict[str, Status]) -> list[NodeInfo]:
+        cpu, mem = pod.req_cpu, pod.req_mem
+        ok = [n for n in nodes if len(n.pods) < n.alloc_pods and cpu <= n.alloc_cpu - n.req_cpu
+              and mem <= n.alloc_mem - n.req_mem]
+        if len(ok) < len(nodes):
+            passed = {id(n) for n in ok}
+            for n in nodes:
+                if id(n) not in passed:
+                    st = fits(pod, n)
+                    if st is not None:
+                        statuses[n.name] = st
+        return ok
+
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         return least_allocated_score(pod, node)
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        cpu, mem, top = pod.nz_cpu, pod.nz_mem, MAX_NODE_SCORE
+        out: list[int] = []
+        append = out.append
+        for n in nodes:
+            ac, am = n.alloc_cpu, n.alloc_mem
+            fc, fm = ac - n.nz_cpu - cpu, am - n.nz_mem - mem
+            append(((fc * top // ac if fc >= 0 and ac else 0) + (fm * top // am if fm >= 0 and am else 0)) >> 1)
+        return out
 
 
 def new(handle: Handle) -> NodeResourcesFit:

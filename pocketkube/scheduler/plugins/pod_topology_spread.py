@@ -123,7 +123,7 @@ class PodTopologySpread:
         elif pod.owner_uid:
             st.by_owner = True
             st.constraints = [c for c in SYSTEM_DEFAULTS
-                              if c.topology_key == LABEL_HOSTNAME or any(LABEL_ZONE in n.labels for n in nodes)]
+                              if c.topology_key == LABEL_HOSTNAME or self.cache.zoned_nodes]
         if not st.constraints:
             return SKIP
         owner_nodes = self.cache.owner_counts.get(pod.owner_uid, {}) if st.by_owner else {}
@@ -168,8 +168,26 @@ class PodTopologySpread:
             total += cnt * st.weights[i] + (c.max_skew - 1)
         return round(total)
 
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        st: _ScoreState = state[NAME + "/score"]
+        if st.by_owner and len(st.constraints) == 1:  # the common case: a controller's pods, no zones
+            get = self.cache.owner_counts.get(pod.owner_uid, {}).get
+            w, base = st.weights[0], st.constraints[0].max_skew - 1
+            counts = [get(n.name, 0) for n in nodes]
+            table = {c: round(c * w + base) for c in set(counts)}
+            return [table[c] for c in counts]
+        return [self.score(state, pod, n) for n in nodes]
+
     def normalize_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], scores: list[int]) -> None:
         st: _ScoreState = state[NAME + "/score"]
+        if not st.ignored:
+            lo, hi = min(scores, default=0), max(scores, default=0)
+            if hi == 0:
+                scores[:] = [MAX_NODE_SCORE] * len(scores)
+            else:
+                top, both = MAX_NODE_SCORE, hi + lo
+                scores[:] = [top * (both - s) // hi for s in scores]
+            return
         valid = [s for n, s in zip(nodes, scores, strict=True) if n.name not in st.ignored]
         lo, hi = min(valid, default=0), max(valid, default=0)
         for i, s in enumerate(scores):

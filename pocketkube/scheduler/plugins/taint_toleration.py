@@ -3,6 +3,7 @@ PreferNoSchedule taints lower the score (fewer is better)."""
 
 from __future__ import annotations
 
+from pocketkube.scheduler.cache import SchedulerCache
 from pocketkube.scheduler.framework.interface import (
     NODE_ADD,
     NODE_UPDATE,
@@ -39,13 +40,34 @@ def fits(pod: PodInfo, node: NodeInfo) -> Status | None:
 class TaintToleration:
     name = NAME
 
+    def __init__(self, cache: SchedulerCache | None = None) -> None:
+        self.cache = cache
+
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Status | None:
+        return SKIP if self.cache is not None and not self.cache.tainted_nodes else None
+
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         if not node.taints:
             return None
         return fits(pod, node)
 
+    def filter_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+                     statuses: dict[str, Status]) -> list[NodeInfo]:
+        ok = [n for n in nodes if not n.taints]
+        if len(ok) == len(nodes):
+            return ok
+        out: list[NodeInfo] = []
+        for n in nodes:
+            st = fits(pod, n) if n.taints else None
+            if st is None:
+                out.append(n)
+            else:
+                statuses[n.name] = st
+        return out
+
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status | None:
-        if not any(n.prefer_taints for n in nodes):
+        if (not self.cache.prefer_tainted_nodes if self.cache is not None
+                else not any(n.prefer_taints for n in nodes)):
             return SKIP
         state[NAME] = tuple(t for t in pod.tolerations if t.effect in ("", "PreferNoSchedule"))
         return None
@@ -59,4 +81,4 @@ class TaintToleration:
 
 
 def new(handle: Handle) -> TaintToleration:
-    return TaintToleration()
+    return TaintToleration(handle.cache)
