@@ -114,7 +114,7 @@ class SchedulingQueue:
         self.in_flight.pop(key, None)
 
     def _requeue(self, qpi: QueuedPodInfo) -> None:
-        qpi.timestamp = self.clock.now()
+        """Back to backoffQ if the backoff since its last failure is still running, else activeQ."""
         if self.backoff_expiry(qpi) > self.clock.now():
             self._push_backoff(qpi)
         else:
