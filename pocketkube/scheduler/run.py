@@ -96,3 +96,5 @@ async def run(config: SchedulerConfig) -> None:
             tg.create_task(sched.run(), name="scheduler-loop")
     finally:
         await client.close()
+        # SSL transports finish closing on the next loop turns (aiohttp's graceful-shutdown advice)
+        await asyncio.sleep(0.1)

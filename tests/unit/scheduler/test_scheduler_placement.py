@@ -1,4 +1,4 @@
-"""Placement table: pods × in-memory nodes through the default profile, no server.
+"""Placement table: pods x in-memory nodes through the default profile, no server.
 
 Each row names the nodes, the pods already bound, the pod to place, and either the set of nodes it
 may land on or the exact FailedScheduling message kube-scheduler would print.
