@@ -46,6 +46,10 @@ class Kubectl:
         assert result.returncode != 0, f"kubectl {' '.join(args)} succeeded:\n{result.stdout}"
         return result.stderr
 
+    def deleted(self, what: str) -> str:
+        """kubectl's line for a deleted namespaced object (1.33+ also names the namespace)."""
+        return f"{what} deleted" + ("" if self.name == "kubectl-1.32" else f" from {self.namespace} namespace")
+
     def obj(self, *args: str) -> Any:
         return json.loads(self.out("get", *args, "-o", "json"))
 
