@@ -252,19 +252,20 @@ def managers(obj: dict[str, object]) -> list[tuple[str, str]]:
 @SSA_PENDING
 def test_server_side_apply_and_conflicts(k: Kubectl) -> None:
     assert k.out("apply", "--server-side", "-f", "-", input=SSA_CONFIGMAP) == "configmap/ssa serverside-applied\n"
-    cm = k.obj("configmap", "ssa")
+    cm = k.obj("configmap", "ssa", "--show-managed-fields")
     assert managers(cm) == [("kubectl", "Apply")]
     assert cm["metadata"]["managedFields"][0]["fieldsV1"] == {"f:data": {"f:a": {}, "f:b": {}}}
     # A second manager takes .data.a with an update.
     k("patch", "configmap", "ssa", "--type=merge", "--field-manager=intruder", "-p", '{"data":{"a":"other"}}')
-    assert managers(k.obj("configmap", "ssa")) == [("kubectl", "Apply"), ("intruder", "Update")]
+    assert managers(k.obj("configmap", "ssa", "--show-managed-fields")) == [
+        ("kubectl", "Apply"), ("intruder", "Update")]
     err = k.fails("apply", "--server-side", "-f", "-", input=SSA_CONFIGMAP)
     assert 'Apply failed with 1 conflict: conflict with "intruder" using v1: .data.a' in err
     assert "--force-conflicts" in err
     assert k.obj("configmap", "ssa")["data"] == {"a": "other", "b": "2"}
     out = k.out("apply", "--server-side", "--force-conflicts", "-f", "-", input=SSA_CONFIGMAP)
     assert out == "configmap/ssa serverside-applied\n"
-    cm = k.obj("configmap", "ssa")
+    cm = k.obj("configmap", "ssa", "--show-managed-fields")
     assert cm["data"] == {"a": "1", "b": "2"}
     assert managers(cm) == [("kubectl", "Apply")]
     # Dropping a field from the applied configuration removes it (the applier owned it alone).
@@ -277,8 +278,18 @@ def test_server_side_apply_and_conflicts(k: Kubectl) -> None:
 def test_updates_record_their_field_manager(k: Kubectl) -> None:
     k("create", "-f", "-", input=DEPLOYMENT)
     k("label", "deployment", "web", "x=y")
-    k("scale", "deployment", "web", "--replicas=3")
     editor = "sed -i s/busybox:1.36/busybox:1.37/"
     k("edit", "deployment", "web", env={"EDITOR": editor, "KUBE_EDITOR": editor})
-    assert [m for m, _ in managers(k.obj("deployment", "web"))] == [
-        "kubectl-create", "kubectl-label", "kubectl", "kubectl-edit"]
+    # kube sorts entries by operation, then time (seconds), then manager: compare as a set.
+    assert sorted(managers(k.obj("deployment", "web", "--show-managed-fields"))) == [
+        ("kubectl-create", "Update"), ("kubectl-edit", "Update"), ("kubectl-label", "Update")]
+
+
+@pytest.mark.xfail(reason="server: a /scale write records no managedFields entry (kube-apiserver: the manager "
+                          "named by the User-Agent, operation Update, subresource scale)", strict=True)
+def test_scale_records_a_subresource_manager(k: Kubectl) -> None:
+    k("create", "-f", "-", input=DEPLOYMENT)
+    k("scale", "deployment", "web", "--replicas=3")
+    entries = k.obj("deployment", "web", "--show-managed-fields")["metadata"]["managedFields"]
+    assert sorted((e["manager"], e["operation"], e.get("subresource", "")) for e in entries) == [
+        ("kubectl", "Update", "scale"), ("kubectl-create", "Update", "")]
