@@ -322,15 +322,28 @@ def test_watch_from_compacted_resource_version_is_gone(tmp_path: Any) -> None:
             old_rv = core.create_namespaced_config_map("c", _cm("x0")).metadata.resource_version
             for i in range(1, 6):
                 core.create_namespaced_config_map("c", _cm(f"x{i}"))
-            time.sleep(2.5)  # > 2 intervals: the compactor has passed old_rv
+            page = core.list_namespaced_config_map("c", limit=2)
             core.create_namespaced_config_map("c", _cm("after"))
+            time.sleep(2.5)  # > 2 intervals: the compactor has passed the page's revision
 
+            # The server answers 200 and then an ERROR event holding a 410 Expired Status; with
+            # timeout_seconds the client does not retry and raises it as an ApiException.
             with pytest.raises(ApiException) as exc:
                 for _ in watch.Watch().stream(core.list_namespaced_config_map, "c", resource_version=old_rv,
                                               timeout_seconds=5):
                     pass
             assert exc.value.status == 410
-            assert "too old resource version" in str(exc.value)
+            assert "Expired: too old resource version" in str(exc.value)
+            # Without it, the client retries once from the same resourceVersion, then raises.
+            with pytest.raises(ApiException) as exc:
+                for _ in watch.Watch().stream(core.list_namespaced_config_map, "c", resource_version=old_rv):
+                    pass
+            assert exc.value.status == 410
+
+            # A continue token from before the compaction has expired too.
+            with pytest.raises(ApiException) as exc:
+                core.list_namespaced_config_map("c", limit=2, _continue=page.metadata._continue)
+            assert exc.value.status == 410 and "continue parameter is too old" in exc.value.body
 
             # A list at an exact compacted revision is 410 too; the fix is to list fresh and rewatch.
             with pytest.raises(ApiException) as exc:
