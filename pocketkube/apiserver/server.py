@@ -238,7 +238,13 @@ class APIServer:
             if e.status >= 400:
                 return _status_response(_http_error(e))
             raise
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            if request.transport is None or request.transport.is_closing():
+                # The client hung up (mid-body, mid-watch): nobody to answer. Returning lets aiohttp
+                # drop the connection quietly; raising would log a traceback for a client's choice.
+                return web.Response(status=400)
+            raise
+        except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug: answer 500 with a Status and log it, never crash
             log.exception("internal error serving %s %s", request.method, request.path)
