@@ -10,7 +10,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import ssl
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -249,6 +251,83 @@ def test_warn_mode_creates_with_a_warning_header(server: ServerProcess, ns: str)
 def test_ignore_mode_creates_silently(server: ServerProcess, ns: str) -> None:
     ans = send(server, "POST", DEPLOY.format(ns=ns) + "?fieldValidation=Ignore", body=_deployment(foo=1))
     assert ans.status == 201 and "Warning" not in ans.headers, ans.body
+
+
+# ---- races and rude connections ------------------------------------------------------------
+
+def _race(server: ServerProcess, n: int, request: Any) -> list[Answer]:
+    """Run `request(i)` from n threads released at the same moment."""
+    barrier = threading.Barrier(n)
+    answers: list[Answer | None] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        answers[i] = request(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(a is not None for a in answers)
+    return [a for a in answers if a is not None]
+
+
+def test_racing_updates_with_one_resource_version_have_one_winner(server: ServerProcess, ns: str) -> None:
+    created = send(server, "POST", CM.format(ns=ns), body=_cm("race-put", data={"v": "start"})).json()
+    rv = created["metadata"]["resourceVersion"]
+    answers = _race(server, 12, lambda i: send(server, "PUT", CM.format(ns=ns) + "/race-put", body=json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "race-put", "resourceVersion": rv},
+        "data": {"v": str(i)}}).encode()))
+    codes = sorted(a.status for a in answers)
+    assert codes == [200] + [409] * 11, codes
+    winner = next(a.json() for a in answers if a.status == 200)
+    assert all(a.json()["reason"] == "Conflict" for a in answers if a.status == 409)
+    stored = send(server, "GET", CM.format(ns=ns) + "/race-put").json()
+    assert stored["data"] == winner["data"]
+    assert stored["metadata"]["resourceVersion"] == winner["metadata"]["resourceVersion"]
+
+
+def test_racing_creates_of_one_name_have_one_winner(server: ServerProcess, ns: str) -> None:
+    answers = _race(server, 12, lambda i: send(server, "POST", CM.format(ns=ns),
+                                                body=_cm("race-post", data={"v": str(i)})))
+    codes = sorted(a.status for a in answers)
+    assert codes == [201] + [409] * 11, codes
+    assert all(a.json()["reason"] == "AlreadyExists" for a in answers if a.status == 409)
+
+
+def test_racing_merge_patches_all_land(server: ServerProcess, ns: str) -> None:
+    """Patches without a resourceVersion are retried on conflict by the server: none is lost."""
+    send(server, "POST", CM.format(ns=ns), body=_cm("race-patch"))
+    answers = _race(server, 12, lambda i: send(server, "PATCH", CM.format(ns=ns) + "/race-patch",
+                                                body=json.dumps({"data": {f"k{i}": str(i)}}).encode(),
+                                                content_type="application/merge-patch+json"))
+    assert [a.status for a in answers] == [200] * 12
+    stored = send(server, "GET", CM.format(ns=ns) + "/race-patch").json()
+    assert stored["data"] == {f"k{i}": str(i) for i in range(12)}
+
+
+def test_clients_that_hang_up_early_leave_no_trace(server: ServerProcess, ns: str) -> None:
+    # A body shorter than its Content-Length, then a hang-up.
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            with server.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(f"POST {CM.format(ns=ns)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: 100000\r\n\r\n{{\"apiVersion\": \"v1\"".encode())
+    # Watches dropped by the client right after they start.
+    for _ in range(5):
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=server.ssl_context(), timeout=5)
+        conn.request("GET", CM.format(ns=ns) + "?watch=true", headers={"Accept": JSON})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        resp.fp.read1(1)  # type: ignore[union-attr]
+        conn.close()
+    # A plain-HTTP client on the TLS port.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.recv(100)
+    ans = send(server, "GET", "/readyz")
+    assert ans.status == 200
 
 
 def test_server_survives_the_table(server: ServerProcess, ns: str) -> None:
