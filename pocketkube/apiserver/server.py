@@ -36,6 +36,7 @@ from pocketkube.storage.interface import KeyExistsError, Storage
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+MAX_HEADER_BYTES = 1 << 20  # request line and each header, like Go's http.DefaultMaxHeaderBytes
 
 
 @dataclass
@@ -125,7 +126,10 @@ class APIServer:
         await self.crds.start()
         self._load_tokens()
         app = self.make_app()
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # Go's http.Server allows 1 MiB of request line and headers (DefaultMaxHeaderBytes); aiohttp's
+        # 8 KiB default refused long label selectors and logged a traceback for each.
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                    max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
         await self.runner.setup()
         ssl_ctx = self._ssl_context() if self.config.tls else None
         site = web.TCPSite(self.runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx,
