@@ -173,7 +173,8 @@ async def follow_log(path: str, opts: LogOptions = LogOptions(), *, finished: Ca
             sent += len(out)
             yield out
         if done:
-            for line in _selected(parser.flush(), opts):
+            tail_line = parse_line(pending) if pending else None
+            for line in _selected([*parser.feed([tail_line] if tail_line else []), *parser.flush()], opts):
                 yield render(line, timestamps=opts.timestamps)
             return
         await asyncio.sleep(poll_interval)
