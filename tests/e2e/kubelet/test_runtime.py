@@ -107,6 +107,7 @@ async def test_memory_limit_oom(rt: RuntimeEnv) -> None:
     await rt.runtime.start(cid)
     status = await rt.runtime.wait(cid, timeout=30)
     assert status is not None and status.exit_code == 137 and status.oom_killed
+    assert "oom" not in os.listdir(REPO)  # conmon's legacy oom file goes to its cwd, not ours
 
 
 async def test_exec_exit_code_stdio_and_errors(rt: RuntimeEnv) -> None:
