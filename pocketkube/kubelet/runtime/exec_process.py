@@ -30,17 +30,55 @@ from pocketkube.kubelet.runtime.errors import ExecStartError
 from pocketkube.kubelet.runtime.runc import Runc, classify
 
 
+class _FdReader:
+    """Feeds a StreamReader from a non-blocking fd; closes the fd at EOF (a pty master's EIO too)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+        self.reader = asyncio.StreamReader()
+        self._loop = asyncio.get_running_loop()
+        os.set_blocking(fd, False)
+        self._loop.add_reader(fd, self._ready)
+
+    def _ready(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.reader.feed_data(data)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            self._loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = None
+            self.reader.feed_eof()
+
+
 class ExecProcess:
-    """A running `runc exec`; stdout carries both streams merged when tty=True (stderr is None)."""
+    """A running `runc exec`; stdout carries both streams merged when tty=True (stderr is None).
+
+    Output stays readable after wait(); aclose() (or `async with`) kills what is still running
+    and releases the pipes, for callers that stop early (probe timeouts, closed streams).
+    """
 
     def __init__(self, popen: subprocess.Popen[bytes], *, stdin: asyncio.StreamWriter | None,
-                 stdout: asyncio.StreamReader, stderr: asyncio.StreamReader | None,
-                 tty_fd: int | None, work_files: list[str]) -> None:
+                 out: _FdReader, err: _FdReader | None, tty: bool, pid_file: str, work_files: list[str]) -> None:
         self._popen = popen
         self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-        self._tty_fd = tty_fd
+        self._out = out
+        self._err = err
+        self.stdout = out.reader
+        self.stderr = err.reader if err is not None else None
+        self._tty = tty
+        self._pid_file = pid_file
         self._work_files = work_files
         self.returncode: int | None = None
 
@@ -51,34 +89,54 @@ class ExecProcess:
 
     def resize(self, cols: int, rows: int) -> None:
         """Window size of the TTY (no-op without one): ours first, then runc copies it inward."""
-        if self._tty_fd is not None and self.returncode is None:
-            fcntl.ioctl(self._tty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        if self._tty and self._out.fd is not None and self.returncode is None:
+            fcntl.ioctl(self._out.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             self.send_signal(signal.SIGWINCH)
 
     def send_signal(self, sig: int) -> None:
+        """To runc, which forwards it to the exec'd process (SIGKILL is not forwarded: see kill())."""
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._popen.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL the exec'd process itself (pid from runc's pid file); runc then exits."""
+        if self.returncode is not None:
+            return
+        try:
+            with open(self._pid_file) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            self.send_signal(signal.SIGKILL)
 
     async def wait(self) -> int:
         """The exec'd process's exit code (runc passes it through)."""
         if self.returncode is None:
             await _wait_child(self._popen)
             self.returncode = int(self._popen.returncode)
-            self._cleanup()
+            for path in self._work_files:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            if self.stdin is not None:
+                self.stdin.close()  # nobody reads it any more; output readers close at EOF
         return self.returncode
 
-    def _cleanup(self) -> None:
-        for path in self._work_files:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        self._work_files = []
+    async def aclose(self) -> None:
+        if self.returncode is None:
+            self.kill()
+            await self.wait()
         if self.stdin is not None:
             self.stdin.close()
-        if self._tty_fd is not None:
-            asyncio.get_running_loop().remove_reader(self._tty_fd)
-            os.close(self._tty_fd)
-            self._tty_fd = None
+        self._out.close()
+        if self._err is not None:
+            self._err.close()
+
+    async def __aenter__(self) -> ExecProcess:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 async def _wait_child(popen: subprocess.Popen[bytes]) -> None:
@@ -96,31 +154,6 @@ async def _wait_child(popen: subprocess.Popen[bytes]) -> None:
         loop.remove_reader(pidfd)
         os.close(pidfd)
     popen.wait()
-
-
-async def _reader_for(fd: int, *, tty: bool) -> asyncio.StreamReader:
-    """A StreamReader fed from fd; a pty master's EIO (slave side closed) is EOF."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    os.set_blocking(fd, False)
-
-    def ready() -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            reader.feed_data(data)
-            return
-        loop.remove_reader(fd)
-        if not tty:
-            os.close(fd)
-        reader.feed_eof()
-
-    loop.add_reader(fd, ready)
-    return reader
 
 
 async def _writer_for(fd: int) -> asyncio.StreamWriter:
@@ -190,14 +223,12 @@ async def start_exec(runc: Runc, container_id: str, argv: list[str], *, work_dir
         raise
     work_files = [pid_file, log_file]
     if master is not None:
-        stdout = await _reader_for(master, tty=True)
         stdin = await _writer_for(os.dup(master))
-        handle = ExecProcess(popen, stdin=stdin, stdout=stdout, stderr=None, tty_fd=master, work_files=work_files)
-    else:
-        in_w, out_r, err_r = fds
-        handle = ExecProcess(popen, stdin=await _writer_for(in_w), stdout=await _reader_for(out_r, tty=False),
-                             stderr=await _reader_for(err_r, tty=False), tty_fd=None, work_files=work_files)
-    return handle
+        return ExecProcess(popen, stdin=stdin, out=_FdReader(master), err=None, tty=True, pid_file=pid_file,
+                           work_files=work_files)
+    in_w, out_r, err_r = fds
+    return ExecProcess(popen, stdin=await _writer_for(in_w), out=_FdReader(out_r), err=_FdReader(err_r), tty=False,
+                       pid_file=pid_file, work_files=work_files)
 
 
 async def _await_started(popen: subprocess.Popen[bytes], pid_file: str, log_file: str, container_id: str,

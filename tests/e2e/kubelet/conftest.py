@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,9 +108,29 @@ def cleanup_runtime(env: RuntimeEnv) -> None:
                 with open(f"/proc/{pid}/comm") as f:
                     if f.read().strip() == "conmon":
                         os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while (alive := processes_mentioning(env.tag)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     left = remove_cgroup(env.cgroup_parent)
     shutil.rmtree(env.base, ignore_errors=True)
+    assert not alive, f"processes left behind: {alive}"
     assert not left, f"cgroups left behind: {left}"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Live (non-zombie) processes whose command line contains `text`: conmon and runc carry the id."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{pid}: {cmdline.strip()}")
+    return found
 
 
 @pytest.fixture

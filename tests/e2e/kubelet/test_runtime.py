@@ -130,6 +130,18 @@ async def test_exec_exit_code_stdio_and_errors(rt: RuntimeEnv) -> None:
     assert await proc.stdout.read() == b"1000\n"
     assert await proc.wait() == 0
 
+    proc = await rt.runtime.exec(cid, ["sh", "-c", "echo late"])
+    assert await proc.wait() == 0
+    assert await proc.stdout.read() == b"late\n"  # output stays readable after wait()
+
+    t0 = time.monotonic()
+    async with await rt.runtime.exec(cid, ["sleep", "100"]) as proc:
+        pass
+    assert proc.returncode == 137 and time.monotonic() - t0 < 5
+    proc = await rt.runtime.exec(cid, ["ps", "-o", "pid,stat,args"])
+    assert b"sleep 100\n" not in await proc.stdout.read()
+    await proc.aclose()
+
     with pytest.raises(ExecStartError) as info:
         await rt.runtime.exec(cid, ["nosuch"])
     assert 'exec: "nosuch": executable file not found in $PATH' in str(info.value)
