@@ -191,8 +191,10 @@ class ContainerRuntime:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.container_dir(container_id), ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.exits_dir, container_id))
+        # conmon's attach-socket symlink (socket dir -> bundle dir); the bundle is the caller's
+        for leftover in (os.path.join(self.exits_dir, container_id), os.path.join(self.socket_dir, container_id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
 
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
                    env: dict[str, str] | None = None, user: str | None = None,

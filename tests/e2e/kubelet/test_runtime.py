@@ -72,6 +72,7 @@ async def test_exit_code_and_logs(rt: RuntimeEnv) -> None:
     assert rt.runtime.started_at(cid) is not None
     await rt.runtime.delete(cid)
     assert rt.runtime.exit_status(cid) is None
+    assert os.listdir(rt.runtime.socket_dir) == [] and os.listdir(rt.runtime.root_dir) == ["sockets"]
     with pytest.raises(ContainerNotFound):
         await rt.runtime.state(cid)
 
