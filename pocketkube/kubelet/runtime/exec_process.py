@@ -26,7 +26,7 @@ import subprocess
 import termios
 import uuid
 
-from pocketkube.kubelet.runtime.errors import ExecStartError
+from pocketkube.kubelet.runtime.errors import ContainerNotFound, ContainerNotRunning, ExecStartError
 from pocketkube.kubelet.runtime.runc import Runc, classify
 
 
@@ -241,8 +241,9 @@ async def _await_started(popen: subprocess.Popen[bytes], pid_file: str, log_file
             if _nonempty(pid_file):
                 return
             message = _runc_log_error(log_file) or f"runc exec exited with {popen.returncode}"
-            if "container does not exist" in message or "not running" in message:
-                raise classify(message, container_id, popen.returncode)
+            error = classify(message, container_id, popen.returncode)
+            if isinstance(error, ContainerNotFound | ContainerNotRunning):
+                raise error
             raise ExecStartError(message, container_id=container_id)
         if loop.time() > deadline:
             raise ExecStartError(f"runc exec did not start within {timeout:g}s", container_id=container_id)

@@ -17,6 +17,7 @@ import pytest
 from pocketkube.kubelet.runtime import (
     ContainerCreateError,
     ContainerNotFound,
+    ContainerNotRunning,
     ExecStartError,
     SandboxRef,
     build_container_spec,
@@ -146,6 +147,10 @@ async def test_exec_exit_code_stdio_and_errors(rt: RuntimeEnv) -> None:
     with pytest.raises(ExecStartError) as info:
         await rt.runtime.exec(cid, ["nosuch"])
     assert 'exec: "nosuch": executable file not found in $PATH' in str(info.value)
+
+    await rt.runtime.stop(cid, 0.1)
+    with pytest.raises(ContainerNotRunning):
+        await rt.runtime.exec(cid, ["true"])
 
 
 async def test_exec_tty(rt: RuntimeEnv) -> None:
