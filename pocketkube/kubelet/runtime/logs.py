@@ -159,7 +159,10 @@ async def follow_log(path: str, opts: LogOptions = LogOptions(), *, finished: Ca
         raws = data.split(b"\n")
         pending = raws.pop()
         lines = [line for raw in raws if (line := parse_line(raw)) is not None]
-        selected = list(_selected(parser.feed(lines), opts))
+        if done:  # the last record may lack its newline only because the writer is gone
+            tail_line = parse_line(pending) if pending else None
+            lines += [tail_line] if tail_line else []
+        selected = list(_selected(parser.feed(lines) + (parser.flush() if done else []), opts))
         if first:
             first = False
             if opts.tail >= 0:
@@ -173,9 +176,6 @@ async def follow_log(path: str, opts: LogOptions = LogOptions(), *, finished: Ca
             sent += len(out)
             yield out
         if done:
-            tail_line = parse_line(pending) if pending else None
-            for line in _selected([*parser.feed([tail_line] if tail_line else []), *parser.flush()], opts):
-                yield render(line, timestamps=opts.timestamps)
             return
         await asyncio.sleep(poll_interval)
 
