@@ -59,6 +59,7 @@ async def main(n: int) -> None:
     rootfs = make_rootfs(base)
     rt = ContainerRuntime(os.path.join(base, "c"), os.path.join(base, "runc"), os.path.join(base, "exits"))
     ours: list[float] = []
+    creates: list[float] = []
     floor: list[float] = []
     ids: list[str] = []
     try:
@@ -68,6 +69,7 @@ async def main(n: int) -> None:
             bundle = make_bundle(base, rootfs, cid, cgroup_parent)
             t0 = time.perf_counter()
             await rt.create(cid, bundle, os.path.join(base, "logs", f"{cid}.log"))
+            creates.append(time.perf_counter() - t0)
             await rt.start(cid)
             ours.append(time.perf_counter() - t0)
             cid = f"{tag}-r{i}"
@@ -80,6 +82,7 @@ async def main(n: int) -> None:
             await proc.wait()
             floor.append(time.perf_counter() - t0)
         print(summary("conmon + runc start (ours)", ours))
+        print(summary("  of which create (conmon)", creates))
         print(summary("runc run -d (floor)", floor))
     finally:
         for cid in ids:
