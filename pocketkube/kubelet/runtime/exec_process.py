@@ -1,11 +1,13 @@
 """`runc exec` as an async process handle with stdin/stdout/stderr streams (kubectl exec, probes).
 
 Without a TTY the exec'd process gets our pipes directly. With a TTY, runc runs in the
-foreground with `--tty` and its stdio on a host pty we open: runc puts that host side in raw
-mode, allocates the container's own pty in the container's devpts and copies between the two;
-we read and write our master. `resize()` sets our pty's window and sends runc SIGWINCH, which
-runc answers by resizing the container's pty. (A `--console-socket` would hand us the container
-pty directly, but runc only allows it with `--detach`, which loses the exit code.)
+foreground with `--tty` and its stdio on a host pty we open: runc allocates the container's own
+pty in the container's devpts and copies between the two; we read and write our master.
+`resize()` sets our pty's window and sends runc SIGWINCH, which runc answers by resizing the
+container's pty. (A `--console-socket` would hand us the container pty directly, but runc only
+allows it with `--detach`, which loses the exit code.) Our pty starts in the mode runc gives it
+(raw but with OPOST|ONLCR); runc clears ONLCR on the container side only after the process may
+have written, so CR CR LF from that window is folded back to CR LF.
 
 Start failures are reported before the handle is returned: runc writes `--pid-file` only once
 the process runs, and logs its own error (JSON, `--log`) apart from the process's stderr; so a
@@ -24,42 +26,12 @@ import signal
 import struct
 import subprocess
 import termios
+import tty as tty_mod
 import uuid
 
 from pocketkube.kubelet.runtime.errors import ContainerNotFound, ContainerNotRunning, ExecStartError
+from pocketkube.kubelet.runtime.fd_streams import FdReader, FdWriter
 from pocketkube.kubelet.runtime.runc import Runc, classify
-
-
-class _FdReader:
-    """Feeds a StreamReader from a non-blocking fd; closes the fd at EOF (a pty master's EIO too)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd: int | None = fd
-        self.reader = asyncio.StreamReader()
-        self._loop = asyncio.get_running_loop()
-        os.set_blocking(fd, False)
-        self._loop.add_reader(fd, self._ready)
-
-    def _ready(self) -> None:
-        if self.fd is None:
-            return
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            self.reader.feed_data(data)
-        else:
-            self.close()
-
-    def close(self) -> None:
-        if self.fd is not None:
-            self._loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.fd = None
-            self.reader.feed_eof()
 
 
 class ExecProcess:
@@ -69,8 +41,8 @@ class ExecProcess:
     and releases the pipes, for callers that stop early (probe timeouts, closed streams).
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], *, stdin: asyncio.StreamWriter | None,
-                 out: _FdReader, err: _FdReader | None, tty: bool, pid_file: str, work_files: list[str]) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], *, stdin: FdWriter | None,
+                 out: FdReader, err: FdReader | None, tty: bool, pid_file: str, work_files: list[str]) -> None:
         self._popen = popen
         self.stdin = stdin
         self._out = out
@@ -156,12 +128,6 @@ async def _wait_child(popen: subprocess.Popen[bytes]) -> None:
     popen.wait()
 
 
-async def _writer_for(fd: int) -> asyncio.StreamWriter:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", 0))
-    return asyncio.StreamWriter(transport, protocol, None, loop)
-
-
 def _runc_log_error(path: str) -> str:
     try:
         with open(path) as f:
@@ -197,6 +163,7 @@ async def start_exec(runc: Runc, container_id: str, argv: list[str], *, work_dir
         if tty:
             master, slave = os.openpty()
             os.set_inheritable(master, False)
+            _runc_host_tty_mode(slave)
             fds = [master]
             try:
                 popen = _spawn(args, slave, slave, slave)
@@ -223,11 +190,11 @@ async def start_exec(runc: Runc, container_id: str, argv: list[str], *, work_dir
         raise
     work_files = [pid_file, log_file]
     if master is not None:
-        stdin = await _writer_for(os.dup(master))
-        return ExecProcess(popen, stdin=stdin, out=_FdReader(master), err=None, tty=True, pid_file=pid_file,
+        stdin = FdWriter(os.dup(master))
+        return ExecProcess(popen, stdin=stdin, out=FdReader(master, transform=_undouble_cr), err=None, tty=True, pid_file=pid_file,
                            work_files=work_files)
     in_w, out_r, err_r = fds
-    return ExecProcess(popen, stdin=await _writer_for(in_w), out=_FdReader(out_r), err=_FdReader(err_r), tty=False,
+    return ExecProcess(popen, stdin=FdWriter(in_w), out=FdReader(out_r), err=FdReader(err_r), tty=False,
                        pid_file=pid_file, work_files=work_files)
 
 
@@ -248,6 +215,21 @@ async def _await_started(popen: subprocess.Popen[bytes], pid_file: str, log_file
         if loop.time() > deadline:
             raise ExecStartError(f"runc exec did not start within {timeout:g}s", container_id=container_id)
         await asyncio.sleep(0.002)
+
+
+def _runc_host_tty_mode(fd: int) -> None:
+    """What runc's SetRaw makes of the host side (raw, but OPOST|ONLCR kept), set before runc runs,
+    so no output or input passes through a cooked (echoing) terminal first."""
+    tty_mod.setraw(fd, termios.TCSANOW)
+    attrs = termios.tcgetattr(fd)
+    attrs[1] |= termios.OPOST | termios.ONLCR
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _undouble_cr(data: bytes) -> bytes:
+    """runc clears ONLCR on the container's pty only after receiving it, racing the process: what
+    is written first is translated twice (container pty, then ours) into CR CR LF."""
+    return data.replace(b"\r\r\n", b"\r\n")
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

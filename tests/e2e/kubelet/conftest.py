@@ -29,7 +29,7 @@ RUNC = "/usr/sbin/runc"
 CONMON = "/usr/bin/conmon"
 BUSYBOX = "/usr/bin/busybox"
 APPLETS = ["sh", "sleep", "echo", "cat", "ls", "httpd", "wget", "id", "hostname", "ps", "head", "tr",
-           "grep", "tty", "env", "true", "false", "kill", "printf", "wc", "yes", "dd", "trap"]
+           "grep", "tty", "stty", "env", "true", "false", "kill", "printf", "wc", "yes", "dd", "trap"]
 
 
 def _require_host() -> None:

@@ -159,8 +159,17 @@ async def test_exec_tty(rt: RuntimeEnv) -> None:
     assert proc.stderr is None
     proc.resize(100, 30)
     out = await asyncio.wait_for(proc.stdout.read(), 10)
-    assert b"/dev/pts/" in out
+    assert out.startswith(b"/dev/pts/") and out.endswith(b"\r\n") and b"\r\r" not in out
     assert await proc.wait() == 7
+
+    proc = await rt.runtime.exec(cid, ["sh"], tty=True)  # interactive: input echoed, prompt shown
+    assert proc.stdin is not None
+    proc.resize(80, 24)
+    proc.stdin.write(b"stty size; echo marker-$((6*7)); exit 3\n")
+    await proc.stdin.drain()
+    out = await asyncio.wait_for(proc.stdout.read(), 10)
+    assert b"24 80\r\n" in out and b"marker-42\r\n" in out
+    assert await proc.wait() == 3
 
 
 async def test_missing_command_is_a_clear_create_error(rt: RuntimeEnv) -> None:
