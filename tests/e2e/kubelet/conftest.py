@@ -7,6 +7,7 @@ conmon processes (by the pid in conmon.pid), cgroup dirs in every hierarchy, and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,13 @@ def _require_host() -> None:
     for path in (RUNC, CONMON, BUSYBOX):
         if not os.path.exists(path):
             pytest.skip(f"needs {path}")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every runtime test on both loops: the agent runs uvloop, whose pipes and child handling differ."""
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")
