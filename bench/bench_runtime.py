@@ -3,7 +3,7 @@
 The floor is `runc run -d` of the same bundle from the same process (stdio on /dev/null), which
 skips conmon; both are measured in this run, N containers each running `sleep`. Needs root.
 
-    PYTHONPATH=. python bench/bench_runtime.py [-n 10]
+    PYTHONPATH=. python bench/bench_runtime.py [-n 10] [--asyncio]
 """
 
 from __future__ import annotations
@@ -95,4 +95,11 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=10)
-    asyncio.run(main(parser.parse_args().n))
+    parser.add_argument("--asyncio", action="store_true", help="plain asyncio loop instead of uvloop (the agent's)")
+    args = parser.parse_args()
+    if args.asyncio:
+        asyncio.run(main(args.n))
+    else:
+        import uvloop
+
+        uvloop.run(main(args.n))
