@@ -45,6 +45,8 @@ class ResourceQuotaController(Controller):
         self.quotas.add_handler(self._quota_changed)
         self.objects: dict[tuple[str, str], Informer] = {("", "resourcequotas"): self.quotas}
         for group, version, plural in TRACKED:
+            if client.table.get(group, version, plural) is None:
+                continue  # not served here (replicationcontrollers)
             inf = Informer(client.resource(group, version, plural))
             inf.add_handler(self._object_changed)
             self.objects[(group, plural)] = inf
