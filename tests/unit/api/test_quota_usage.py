@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,7 +106,7 @@ def test_updates_charge_only_growth() -> None:
     assert fmt(plan[0]) == {"requests.storage": "9Gi"}
     assert q.check_request(quotas, "", "persistentvolumeclaims", "update", old, new, NOW) == {}
     new["spec"]["resources"]["requests"]["storage"] = "4Gi"
-    with pytest.raises(q.QuotaRefused, match="requested: requests.storage=3Gi, used: requests.storage=8Gi"):
+    with pytest.raises(q.QuotaRefused, match=re.escape("requested: requests.storage=3Gi, used: requests.storage=8Gi")):
         q.check_request(quotas, "", "persistentvolumeclaims", "update", new, old, NOW)
 
 
