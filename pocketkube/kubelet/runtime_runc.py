@@ -21,7 +21,7 @@ import orjson
 
 from pocketkube.api import meta
 from pocketkube.kubelet.images.errors import ImageError
-from pocketkube.kubelet.images.store import ImageStore
+from pocketkube.kubelet.images.store import ImageStore, PullPolicy
 from pocketkube.kubelet.network.sandbox import SandboxNetwork, pod_hostname
 from pocketkube.kubelet.records import ContainerRecord
 from pocketkube.kubelet.runtime.container_runtime import ContainerRuntime
@@ -134,7 +134,12 @@ class RuncRuntimeService:
     # ---- images ------------------------------------------------------------------------------
     async def pull_image(self, pod: Obj, container: Obj) -> str:
         ref = str(container.get("image") or "")
-        policy = container.get("imagePullPolicy") or "IfNotPresent"
+        raw_policy = str(container.get("imagePullPolicy") or "IfNotPresent")
+        policy: PullPolicy = "IfNotPresent"
+        if raw_policy == "Always":
+            policy = "Always"
+        elif raw_policy == "Never":
+            policy = "Never"
         creds = await self.credentials(pod) if self.credentials is not None else None
         try:
             image = await self.images.pull_if_needed(ref, policy, credentials=creds)

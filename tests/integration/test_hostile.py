@@ -10,7 +10,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import ssl
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,6 +122,8 @@ CASES = [
     Case("post-to-named-object", "POST", CM + "/existing", 405, "MethodNotAllowed", ("POST",), _cm("existing")),
     Case("bad-label-selector", "GET", CM, 400, "BadRequest", ("unable to parse requirement",),
          query="labelSelector=a%20in%20("),
+    Case("label-selector-key-of-70k", "GET", CM, 400, "BadRequest", ("invalid label key",),
+         query="labelSelector=" + "a" * 70_000 + "%3Db"),
     Case("unsupported-field-selector", "GET", CM, 400, "BadRequest", ("field label not supported: data.a",),
          query="fieldSelector=data.a%3Db"),
     Case("bad-limit", "GET", CM, 400, "BadRequest", ('limit', '"abc"'), query="limit=abc"),
@@ -145,6 +149,26 @@ CASES = [
          ('Operation cannot be fulfilled on configmaps "existing"', "modified"),
          json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
                      "metadata": {"name": "existing", "resourceVersion": "1"}}).encode()),
+    Case("put-with-another-uid", "PUT", CM + "/existing", 422, "Invalid", ("metadata.uid", "field is immutable"),
+         json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "existing", "uid": "4f1c2a52-0000-4000-8000-000000000000"}}).encode(),
+         causes=("metadata.uid",)),
+    Case("patch-renames-object", "PATCH", CM + "/existing", 400, "BadRequest",
+         ("name of the object (other) does not match the name on the URL (existing)",),
+         b'{"metadata": {"name": "other"}}', "application/merge-patch+json"),
+    Case("patch-moves-namespace", "PATCH", CM + "/existing", 400, "BadRequest",
+         ("namespace of the provided object does not match",), b'{"metadata": {"namespace": "other"}}',
+         "application/merge-patch+json"),
+    Case("patch-changes-uid", "PATCH", CM + "/existing", 422, "Invalid", ("metadata.uid", "field is immutable"),
+         b'[{"op": "replace", "path": "/metadata/uid", "value": "x"}]', "application/json-patch+json",
+         causes=("metadata.uid",)),
+    Case("delete-uid-precondition", "DELETE", CM + "/existing", 409, "Conflict",
+         ("Precondition failed: UID in precondition: wrong",), b'{"preconditions": {"uid": "wrong"}}'),
+    Case("delete-resource-version-precondition", "DELETE", CM + "/existing", 409, "Conflict",
+         ("Precondition failed: ResourceVersion in precondition: 1",), b'{"preconditions": {"resourceVersion": "1"}}'),
+    Case("delete-options-not-an-object", "DELETE", CM + "/existing", 400, "BadRequest", ("DeleteOptions",), b"[1]"),
+    Case("delete-bad-grace-period", "DELETE", CM + "/existing", 400, "BadRequest", ("gracePeriodSeconds",),
+         b'{"gracePeriodSeconds": "soon"}'),
     Case("delete-missing-object", "DELETE", CM + "/missing", 404, "NotFound", ('configmaps "missing" not found',)),
     Case("get-missing-object", "GET", CM + "/missing", 404, "NotFound", ('configmaps "missing" not found',)),
 ]
@@ -220,6 +244,14 @@ def test_hostile_request(server: ServerProcess, ns: str, case: Case) -> None:
         assert set(case.causes) <= fields, status
 
 
+def test_a_long_valid_selector_is_served(server: ServerProcess, ns: str) -> None:
+    """A 50 KB request line (5,000 selector terms) is fine for kube's 1 MiB header limit, and for ours."""
+    terms = ",".join(f"!k{i}" for i in range(5000))
+    ans = send(server, "GET", CM.format(ns=ns) + "?labelSelector=" + terms)
+    assert ans.status == 200, ans.body[:300]
+    assert {i["metadata"]["name"] for i in ans.json()["items"]} >= {"existing"}
+
+
 def test_warn_mode_creates_with_a_warning_header(server: ServerProcess, ns: str) -> None:
     ans = send(server, "POST", DEPLOY.format(ns=ns) + "?fieldValidation=Warn", body=_deployment(foo=1))
     assert ans.status == 201, ans.body
@@ -231,6 +263,83 @@ def test_warn_mode_creates_with_a_warning_header(server: ServerProcess, ns: str)
 def test_ignore_mode_creates_silently(server: ServerProcess, ns: str) -> None:
     ans = send(server, "POST", DEPLOY.format(ns=ns) + "?fieldValidation=Ignore", body=_deployment(foo=1))
     assert ans.status == 201 and "Warning" not in ans.headers, ans.body
+
+
+# ---- races and rude connections ------------------------------------------------------------
+
+def _race(server: ServerProcess, n: int, request: Any) -> list[Answer]:
+    """Run `request(i)` from n threads released at the same moment."""
+    barrier = threading.Barrier(n)
+    answers: list[Answer | None] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        answers[i] = request(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(a is not None for a in answers)
+    return [a for a in answers if a is not None]
+
+
+def test_racing_updates_with_one_resource_version_have_one_winner(server: ServerProcess, ns: str) -> None:
+    created = send(server, "POST", CM.format(ns=ns), body=_cm("race-put", data={"v": "start"})).json()
+    rv = created["metadata"]["resourceVersion"]
+    answers = _race(server, 12, lambda i: send(server, "PUT", CM.format(ns=ns) + "/race-put", body=json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "race-put", "resourceVersion": rv},
+        "data": {"v": str(i)}}).encode()))
+    codes = sorted(a.status for a in answers)
+    assert codes == [200] + [409] * 11, codes
+    winner = next(a.json() for a in answers if a.status == 200)
+    assert all(a.json()["reason"] == "Conflict" for a in answers if a.status == 409)
+    stored = send(server, "GET", CM.format(ns=ns) + "/race-put").json()
+    assert stored["data"] == winner["data"]
+    assert stored["metadata"]["resourceVersion"] == winner["metadata"]["resourceVersion"]
+
+
+def test_racing_creates_of_one_name_have_one_winner(server: ServerProcess, ns: str) -> None:
+    answers = _race(server, 12, lambda i: send(server, "POST", CM.format(ns=ns),
+                                                body=_cm("race-post", data={"v": str(i)})))
+    codes = sorted(a.status for a in answers)
+    assert codes == [201] + [409] * 11, codes
+    assert all(a.json()["reason"] == "AlreadyExists" for a in answers if a.status == 409)
+
+
+def test_racing_merge_patches_all_land(server: ServerProcess, ns: str) -> None:
+    """Patches without a resourceVersion are retried on conflict by the server: none is lost."""
+    send(server, "POST", CM.format(ns=ns), body=_cm("race-patch"))
+    answers = _race(server, 12, lambda i: send(server, "PATCH", CM.format(ns=ns) + "/race-patch",
+                                                body=json.dumps({"data": {f"k{i}": str(i)}}).encode(),
+                                                content_type="application/merge-patch+json"))
+    assert [a.status for a in answers] == [200] * 12
+    stored = send(server, "GET", CM.format(ns=ns) + "/race-patch").json()
+    assert stored["data"] == {f"k{i}": str(i) for i in range(12)}
+
+
+def test_clients_that_hang_up_early_leave_no_trace(server: ServerProcess, ns: str) -> None:
+    # A body shorter than its Content-Length, then a hang-up.
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            with server.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(f"POST {CM.format(ns=ns)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: 100000\r\n\r\n{{\"apiVersion\": \"v1\"".encode())
+    # Watches dropped by the client right after they start.
+    for _ in range(5):
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=server.ssl_context(), timeout=5)
+        conn.request("GET", CM.format(ns=ns) + "?watch=true", headers={"Accept": JSON})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        resp.fp.read1(1)  # type: ignore[union-attr]
+        conn.close()
+    # A plain-HTTP client on the TLS port.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.recv(100)
+    ans = send(server, "GET", "/readyz")
+    assert ans.status == 200
 
 
 def test_server_survives_the_table(server: ServerProcess, ns: str) -> None:

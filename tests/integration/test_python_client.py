@@ -235,6 +235,46 @@ def test_custom_objects(api: client.ApiClient, namespace: str) -> None:
     ext.delete_custom_resource_definition(f"widgets.{group}")
 
 
+def test_dynamic_client_discovers_and_drives_resources(api: client.ApiClient, namespace: str) -> None:
+    dyn = dynamic.DynamicClient(api)
+    deps = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    assert deps.namespaced and deps.name == "deployments"
+    assert "scale" in deps.subresources and "status" in deps.subresources
+
+    created = deps.create(body=_deployment("dyn"), namespace=namespace)
+    assert created.metadata.name == "dyn" and created.spec.replicas == 1
+    patched = deps.patch(name="dyn", namespace=namespace, body={"spec": {"replicas": 3}},
+                         content_type="application/merge-patch+json")
+    assert patched.spec.replicas == 3
+    scale = deps.subresources["scale"].get(name="dyn", namespace=namespace)
+    assert scale.kind == "Scale" and scale.spec.replicas == 3
+    listed = deps.get(namespace=namespace, label_selector="app=dyn")
+    assert [d.metadata.name for d in listed.items] == ["dyn"]
+    deps.delete(name="dyn", namespace=namespace)
+    assert deps.get(namespace=namespace).items == []
+
+    namespaces = dyn.resources.get(api_version="v1", kind="Namespace")
+    assert not namespaces.namespaced
+    assert namespaces.get(name=namespace).status.phase == "Active"
+
+
+def test_discovery_and_version(api: client.ApiClient) -> None:
+    version = client.VersionApi(api).get_code()
+    assert (version.major, version.minor) == ("1", "32")
+    groups = {g.name for g in client.ApisApi(api).get_api_versions().groups}
+    assert {"apps", "apiextensions.k8s.io"} <= groups
+    resources = {r.name: r for r in client.CoreV1Api(api).get_api_resources().resources}
+    assert resources["configmaps"].namespaced and "watch" in resources["configmaps"].verbs
+    assert "pods/status" in resources
+
+
+def test_delete_collection_with_label_selector(core: client.CoreV1Api, namespace: str) -> None:
+    for name, labels in [("keep", {"tier": "db"}), ("drop-1", {"tier": "cache"}), ("drop-2", {"tier": "cache"})]:
+        core.create_namespaced_config_map(namespace, _cm(name, labels=labels))
+    core.delete_collection_namespaced_config_map(namespace, label_selector="tier=cache")
+    assert [c.metadata.name for c in core.list_namespaced_config_map(namespace).items] == ["keep"]
+
+
 # ---- list: selectors and pagination -------------------------------------------------------
 
 def test_list_with_label_and_field_selectors(core: client.CoreV1Api, namespace: str) -> None:
@@ -320,6 +360,19 @@ def test_watch_sees_live_writes_with_selector(core: client.CoreV1Api, namespace:
     assert w.resource_version is not None and int(w.resource_version) > int(rv)
 
 
+def test_watch_bookmarks_and_list_from_cache(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_config_map(namespace, _cm("bm"))
+    cached = core.list_namespaced_config_map(namespace, resource_version="0")  # any recent state will do
+    assert [c.metadata.name for c in cached.items] == ["bm"]
+    w = watch.Watch()
+    kinds = set()
+    for ev in w.stream(core.list_namespaced_config_map, namespace, resource_version=cached.metadata.resource_version,
+                       allow_watch_bookmarks=True, timeout_seconds=2):
+        kinds.add(ev["type"])
+    assert kinds <= {"BOOKMARK"}  # nothing happened; bookmarks are allowed, not required
+    assert w.resource_version is not None
+
+
 def test_watch_from_compacted_resource_version_is_gone(tmp_path: Any) -> None:
     srv = start_server(str(tmp_path / "compacting"), extra_args=("--compaction-interval", "1"))
     try:
@@ -329,15 +382,28 @@ def test_watch_from_compacted_resource_version_is_gone(tmp_path: Any) -> None:
             old_rv = core.create_namespaced_config_map("c", _cm("x0")).metadata.resource_version
             for i in range(1, 6):
                 core.create_namespaced_config_map("c", _cm(f"x{i}"))
-            time.sleep(2.5)  # > 2 intervals: the compactor has passed old_rv
+            page = core.list_namespaced_config_map("c", limit=2)
             core.create_namespaced_config_map("c", _cm("after"))
+            time.sleep(2.5)  # > 2 intervals: the compactor has passed the page's revision
 
+            # The server answers 200 and then an ERROR event holding a 410 Expired Status; with
+            # timeout_seconds the client does not retry and raises it as an ApiException.
             with pytest.raises(ApiException) as exc:
                 for _ in watch.Watch().stream(core.list_namespaced_config_map, "c", resource_version=old_rv,
                                               timeout_seconds=5):
                     pass
             assert exc.value.status == 410
-            assert "too old resource version" in str(exc.value)
+            assert "Expired: too old resource version" in str(exc.value)
+            # Without it, the client retries once from the same resourceVersion, then raises.
+            with pytest.raises(ApiException) as exc:
+                for _ in watch.Watch().stream(core.list_namespaced_config_map, "c", resource_version=old_rv):
+                    pass
+            assert exc.value.status == 410
+
+            # A continue token from before the compaction has expired too.
+            with pytest.raises(ApiException) as exc:
+                core.list_namespaced_config_map("c", limit=2, _continue=page.metadata._continue)
+            assert exc.value.status == 410 and "continue parameter is too old" in exc.value.body
 
             # A list at an exact compacted revision is 410 too; the fix is to list fresh and rewatch.
             with pytest.raises(ApiException) as exc:
