@@ -111,6 +111,7 @@ class ServicePodsController(Controller):
         self.services.add_handler(self.enqueue_handler)
         self.pods.add_handler(self._pod_changed)
         self.informers = [self.services, self.pods]
+        self._pods_by_namespace: dict[str, dict[str, Obj]] = {}
 
     def services_for(self, pod: Obj) -> set[str]:
         ns = (pod.get("metadata") or {}).get("namespace")
@@ -118,6 +119,16 @@ class ServicePodsController(Controller):
                 if svc["metadata"].get("namespace") == ns and selects(svc, pod)}
 
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
+        pod = new if new is not None else old
+        assert pod is not None
+        ns = str(pod["metadata"].get("namespace"))
+        by_name = self._pods_by_namespace.setdefault(ns, {})
+        if new is None:
+            by_name.pop(pod["metadata"].get("name"), None)
+            if not by_name:
+                self._pods_by_namespace.pop(ns, None)
+        else:
+            by_name[new["metadata"].get("name")] = new
         if old is not None and new is not None and _signature(old) == _signature(new):
             return
         keys: set[str] = set()
@@ -128,4 +139,5 @@ class ServicePodsController(Controller):
             self.queue.add(key)
 
     def pods_for(self, svc: Obj) -> list[Obj]:
-        return [p for p in self.pods.list() if selects(svc, p)]
+        candidates = self._pods_by_namespace.get(str(svc["metadata"].get("namespace")), {})
+        return [p for p in candidates.values() if selects(svc, p)]
