@@ -10,6 +10,7 @@ from pocketkube.controllers.base import Controller
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.endpoints import EndpointsController
 from pocketkube.controllers.endpointslice import EndpointSliceController
+from pocketkube.controllers.endpointslice_mirroring import EndpointSliceMirroringController
 from pocketkube.controllers.garbage_collector import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.node_ipam import NodeIPAMController
@@ -34,7 +35,8 @@ def build_controllers(client: APIClient, config: ControllerManagerConfig) -> lis
     return [NamespaceController(client), NodeIPAMController(client, cluster_cidr=config.cluster_cidr), ServiceAccountController(client),
             ReplicaSetController(client), DeploymentController(client), GarbageCollector(client),
             NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period),
-            ResourceQuotaController(client), EndpointSliceController(client), EndpointsController(client)]
+            ResourceQuotaController(client), EndpointSliceController(client), EndpointsController(client),
+            EndpointSliceMirroringController(client)]
 
 
 async def run(config: ControllerManagerConfig) -> None:

@@ -42,6 +42,12 @@ kind: Pod
 metadata: {name: w2, labels: {app: web}}
 spec: {containers: [{name: c, image: nginx, ports: [{name: http, containerPort: 8081}]}]}
 """
+MANUAL_ENDPOINTS = """
+apiVersion: v1
+kind: Endpoints
+metadata: {name: manual}
+subsets: [{addresses: [{ip: 192.0.2.10}], ports: [{port: 8000}]}]
+"""
 
 
 def status_patch(ip: str, ready: bool) -> str:
@@ -103,6 +109,16 @@ def test_slices_and_endpoints_follow_pods(server: ServerProcess, namespace: str)
     assert headless["metadata"]["labels"]["service.kubernetes.io/headless"] == ""
     assert slices(server, namespace, "manual") == []
     assert run_kubectl(server, "-n", namespace, "get", "endpoints", "manual", check=False).returncode != 0
+    # ...whose own Endpoints are mirrored to EndpointSlices for slice readers
+    run_kubectl(server, "-n", namespace, "apply", "-f", "-", input=MANUAL_ENDPOINTS)
+    wait_for(lambda: [ep["addresses"] for s in slices(server, namespace, "manual") for ep in s["endpoints"]]
+             == [["192.0.2.10"]])
+    mirrored = slices(server, namespace, "manual")[0]
+    assert mirrored["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == (
+        "endpointslicemirroring-controller.k8s.io")
+    assert mirrored["ports"] == [{"name": "", "port": 8000, "protocol": "TCP"}]
+    run_kubectl(server, "-n", namespace, "delete", "endpoints", "manual")
+    wait_for(lambda: slices(server, namespace, "manual") == [])
     described = run_kubectl(server, "-n", namespace, "describe", "service", "web").stdout
     assert "10.42.0.5:8080" in described and "10.42.0.5:9000" in described
     # deleting a pod removes it; deleting the service removes its Endpoints

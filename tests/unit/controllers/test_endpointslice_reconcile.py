@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from pocketkube.controllers.endpoints import build_subsets
-from pocketkube.controllers.endpointslice import (
-    CONTROLLER_NAME,
-    MANAGED_BY_LABEL,
-    desired_endpoints,
-    reconcile,
-)
+from pocketkube.controllers.endpointslice import CONTROLLER_NAME, desired_endpoints, slice_labels
+from pocketkube.controllers.endpointslice_mirroring import mirror_labels, mirrored_endpoints
+from pocketkube.controllers.endpointslice_reconcile import MANAGED_BY_LABEL, Desired, Plan
+from pocketkube.controllers.endpointslice_reconcile import reconcile as reconcile_slices
+
+
+def reconcile(svc: dict[str, Any], existing: list[dict[str, Any]], desired: Desired, max_per: int) -> Plan:
+    return reconcile_slices(svc, existing, desired, max_per, labels=slice_labels(svc))
 
 
 def service(ports: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
@@ -106,3 +108,22 @@ def test_headless_without_ports_lists_addresses() -> None:
     plan = reconcile(svc, [], desired_endpoints(svc, [pod("a", "10.0.0.1")]), 100)
     assert plan.create[0]["metadata"]["labels"]["service.kubernetes.io/headless"] == ""
     assert plan.create[0]["ports"] == [] and len(plan.create[0]["endpoints"]) == 1
+
+
+def test_mirroring_user_endpoints() -> None:
+    endpoints = {"metadata": {"name": "manual", "namespace": "ns", "labels": {"team": "a"}},
+                 "subsets": [{"addresses": [{"ip": "192.0.2.1"}, {"ip": "192.0.2.1"}],
+                              "notReadyAddresses": [{"ip": "2001:db8::1", "nodeName": "n1"}],
+                              "ports": [{"name": "http", "port": 80}]}]}
+    desired = mirrored_endpoints(endpoints)
+    svc = {"metadata": {"name": "manual", "namespace": "ns", "uid": "u"}, "spec": {"ports": [{"port": 80}]}}
+    plan = reconcile_slices(svc, [], desired, labels=mirror_labels(endpoints, "manual"), placeholder=False)
+    by_type = {s["addressType"]: s for s in plan.create}
+    assert by_type["IPv4"]["endpoints"] == [{"addresses": ["192.0.2.1"], "conditions": {"ready": True}}]
+    assert by_type["IPv6"]["endpoints"] == [{"addresses": ["2001:db8::1"], "conditions": {"ready": False},
+                                             "nodeName": "n1"}]
+    assert by_type["IPv4"]["ports"] == [{"name": "http", "port": 80, "protocol": "TCP"}]
+    assert by_type["IPv4"]["metadata"]["labels"] == {
+        "team": "a", "kubernetes.io/service-name": "manual",
+        "endpointslice.kubernetes.io/managed-by": "endpointslicemirroring-controller.k8s.io"}
+    assert reconcile_slices(svc, [], {}, labels={}, placeholder=False).create == []
