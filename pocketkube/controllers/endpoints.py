@@ -4,8 +4,9 @@ kubernetes pkg/controller/endpoint: for every Service with a selector, an Endpoi
 same name whose subsets list ready pods under `addresses` and unready ones under
 `notReadyAddresses`, grouped by the ports they resolve to (endpoints.RepackSubsets). Terminating
 pods are left out unless the Service publishes not-ready addresses; headless Services without
-ports still list addresses. Services without a selector are left to their users, and the
-Endpoints of a deleted Service are deleted (they carry no owner reference).
+ports still list addresses. Past 1000 addresses the list is truncated (ready ones kept first) and
+annotated `endpoints.kubernetes.io/over-capacity: truncated`. Services without a selector are
+left to their users, and the Endpoints of a deleted Service are deleted (no owner reference).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pocketkube.controllers.pod_util import is_ready
 
 Obj = dict[str, Any]
 PortKey = tuple[str, int, str, str]
+MAX_CAPACITY = 1000
+OVER_CAPACITY = "endpoints.kubernetes.io/over-capacity"
 
 
 def _address(pod: Obj, svc: Obj, ip: str) -> Obj:
@@ -106,6 +109,27 @@ def build_subsets(svc: Obj, pods: list[Obj]) -> list[Obj]:
     return sorted(subsets, key=lambda s: [a["ip"] for a in s.get("addresses", []) + s.get("notReadyAddresses", [])])
 
 
+def truncate(subsets: list[Obj], capacity: int = MAX_CAPACITY) -> bool:
+    """truncateEndpoints: past capacity keep ready addresses first, cut each subset in proportion."""
+    total_ready = sum(len(s.get("addresses", [])) for s in subsets)
+    total_not_ready = sum(len(s.get("notReadyAddresses", [])) for s in subsets)
+    if total_ready + total_not_ready <= capacity:
+        return False
+    cut_ready = total_ready > capacity
+    limit, total = (capacity, total_ready) if cut_ready else (capacity - total_ready, total_not_ready)
+    room = limit
+    for subset in subsets:
+        field = "addresses" if cut_ready else "notReadyAddresses"
+        share = min(-(-len(subset.get(field, [])) * limit // total), room)
+        subset[field] = subset.get(field, [])[:share]
+        if cut_ready:
+            subset.pop("notReadyAddresses", None)
+        room -= len(subset[field])
+        if not subset[field]:
+            subset.pop(field)
+    return True
+
+
 def _rv(obj: Obj) -> int:
     try:
         return int(obj["metadata"].get("resourceVersion") or 0)
@@ -158,18 +182,26 @@ class EndpointsController(ServicePodsController):
         subsets = build_subsets(svc, self.pods_for(svc))
         labels = endpoint_labels(svc)
         current = self.current(key)
+        annotations = dict((current or {}).get("metadata", {}).get("annotations") or {})
+        annotations.pop(OVER_CAPACITY, None)
+        if truncate(subsets):
+            annotations[OVER_CAPACITY] = "truncated"
         if current is not None and (current.get("subsets") or []) == subsets \
-                and (current["metadata"].get("labels") or {}) == labels:
+                and (current["metadata"].get("labels") or {}) == labels \
+                and (current["metadata"].get("annotations") or {}) == annotations:
             return
         if current is None:
             body: Obj = {"apiVersion": "v1", "kind": "Endpoints",
                          "metadata": {"name": name, "namespace": namespace, "labels": labels}}
+            if annotations:
+                body["metadata"]["annotations"] = annotations
             if subsets:
                 body["subsets"] = subsets
             written = await self.endpoints_client.create(body, namespace, field_manager="endpoint-controller")
         else:
             body = copy.deepcopy(current)
             body["metadata"]["labels"] = labels
+            body["metadata"]["annotations"] = annotations
             body["subsets"] = subsets
             if not subsets:
                 body.pop("subsets")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pocketkube.controllers.endpoints import build_subsets
+from pocketkube.controllers.endpoints import build_subsets, truncate
 from pocketkube.controllers.endpointslice import CONTROLLER_NAME, desired_endpoints, slice_labels
 from pocketkube.controllers.endpointslice_mirroring import mirror_labels, mirrored_endpoints
 from pocketkube.controllers.endpointslice_reconcile import MANAGED_BY_LABEL, Desired, Plan
@@ -127,3 +127,17 @@ def test_mirroring_user_endpoints() -> None:
         "team": "a", "kubernetes.io/service-name": "manual",
         "endpointslice.kubernetes.io/managed-by": "endpointslicemirroring-controller.k8s.io"}
     assert reconcile_slices(svc, [], {}, labels={}, placeholder=False).create == []
+
+
+def test_endpoints_truncate_keeps_ready_first_in_proportion() -> None:
+    def addrs(prefix: str, n: int) -> list[dict[str, Any]]:
+        return [{"ip": f"{prefix}.{i}"} for i in range(n)]
+
+    subsets = [{"addresses": addrs("10.0.0", 6), "notReadyAddresses": addrs("10.0.1", 4)},
+               {"addresses": addrs("10.1.0", 2), "notReadyAddresses": addrs("10.1.1", 4)}]
+    assert truncate(subsets, capacity=12)
+    assert [(len(s.get("addresses", [])), len(s.get("notReadyAddresses", []))) for s in subsets] == [(6, 2), (2, 2)]
+    subsets = [{"addresses": addrs("10.0.0", 9)}, {"addresses": addrs("10.1.0", 3), "notReadyAddresses": addrs("x", 2)}]
+    assert truncate(subsets, capacity=8)
+    assert [(len(s.get("addresses", [])), len(s.get("notReadyAddresses", []))) for s in subsets] == [(6, 0), (2, 0)]
+    assert not truncate(subsets, capacity=8)
