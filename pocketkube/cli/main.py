@@ -47,9 +47,12 @@ def _apiserver_config(args: argparse.Namespace) -> object:
                            default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds)
 
 
-def _run_async(coro: object) -> None:
+def _run_async(coro: object, *, uvloop_ok: bool = True) -> None:
     import asyncio
 
+    if not uvloop_ok:
+        asyncio.run(coro)  # type: ignore[arg-type]
+        return
     try:
         import uvloop
 
@@ -110,7 +113,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"pocketkube agent: {e}", file=sys.stderr)
         return 2
-    _run_async(run(config))
+    # pyroute2's asyncio netlink sockets need the standard event loop (uvloop refuses AF_NETLINK).
+    _run_async(run(config), uvloop_ok=not config.run_pods)
     return 0
 
 
