@@ -36,6 +36,7 @@ from pocketkube.storage.interface import KeyExistsError, Storage
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+MAX_HEADER_BYTES = 1 << 20  # request line and each header, like Go's http.DefaultMaxHeaderBytes
 
 
 @dataclass
@@ -50,6 +51,8 @@ class APIServerConfig:
     watch_cache_size: int = 100_000
     extra_sans: list[str] = field(default_factory=list)
     service_cidr: str = "10.43.0.0/16"
+    default_unreachable_toleration_seconds: int = 300
+    default_not_ready_toleration_seconds: int = 300
     node_port_range: tuple[int, int] = (30000, 32767)
 
     def validate(self) -> None:
@@ -70,6 +73,9 @@ class APIServer:
 
         self.allocators = Allocators(self.storage, service_cidr=config.service_cidr,
                                      node_port_range=config.node_port_range)
+        from pocketkube.apiserver.quota import QuotaAdmission
+
+        self.quota = QuotaAdmission(self)
         self.discovery = Discovery(self.table)
         self.authn = Authenticator()
         self._stores: dict[tuple[str, str, str], Store] = {}
@@ -134,11 +140,14 @@ class APIServer:
 
         self.crds = CRDWatcher(self)
         await self.crds.start()
-        self._load_tokens()
         app = self.make_app()
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # Go's http.Server allows 1 MiB of request line and headers (DefaultMaxHeaderBytes); aiohttp's
+        # 8 KiB default refused long label selectors and logged a traceback for each.
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                    max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
         await self.runner.setup()
         ssl_ctx = self._ssl_context() if self.config.tls else None
+        self._load_tokens()
         site = web.TCPSite(self.runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx,
                            backlog=1024, reuse_address=True)
         await site.start()
@@ -187,12 +196,19 @@ class APIServer:
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 
+    def ca_pem(self) -> bytes:
+        return self.pki.ca.cert_pem if self.pki is not None else b""
+
     def _load_tokens(self) -> None:
+        """The node join token: `pk1::<sha256 of the CA>::<secret>`, so agents can pin the CA."""
         path = os.path.join(self.config.data_dir, "token")
         if not os.path.exists(path):
+            import hashlib
+
+            ca_hash = hashlib.sha256(self.ca_pem()).hexdigest()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(f"pk1.{secrets.token_hex(24)}\n")
+                f.write(f"pk1::{ca_hash}::{secrets.token_hex(24)}\n")
         with open(path) as f:
             token = f.read().strip()
         self.authn.add_token(token, User("system:node-bootstrap", ("system:nodes", "system:bootstrappers",
@@ -269,7 +285,13 @@ class APIServer:
             if e.status >= 400:
                 return _status_response(_http_error(e))
             raise
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            if request.transport is None or request.transport.is_closing():
+                # The client hung up (mid-body, mid-watch): nobody to answer. Returning lets aiohttp
+                # drop the connection quietly; raising would log a traceback for a client's choice.
+                return web.Response(status=400)
+            raise
+        except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug: answer 500 with a Status and log it, never crash
             log.exception("internal error serving %s %s", request.method, request.path)
