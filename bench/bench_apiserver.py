@@ -257,7 +257,9 @@ def raw_list_sqlite(db: str, prefix: str) -> tuple[float, int, int]:
     """Seconds to read every live value under prefix from the server's SQLite file, joined as a list."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     t = time.perf_counter()
-    rows = conn.execute("SELECT value FROM log WHERE name >= ? AND name < ? AND deleted = 0",
+    # The newest row of each key (the log keeps every revision until compaction).
+    rows = conn.execute("SELECT l.value FROM log l WHERE l.name >= ? AND l.name < ? AND l.deleted = 0 AND "
+                        "l.id = (SELECT MAX(m.id) FROM log m WHERE m.name = l.name)",
                         (prefix, prefix + "\xff")).fetchall()
     body = b"[" + b",".join(r[0] for r in rows) + b"]"
     elapsed = time.perf_counter() - t
