@@ -43,9 +43,17 @@ def _int(query: Mapping[str, str], name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        n = int(value)
     except ValueError as e:
         raise errors.BadRequest(f'invalid value for {name}: "{value}" is not an integer') from e
+    return _int64(name, n)
+
+
+def _int64(name: str, n: int) -> int:
+    """kube parses these as int64 (strconv.ParseInt), so larger values are a 400, not a Python bigint."""
+    if not -(1 << 63) <= n < (1 << 63):
+        raise errors.BadRequest(f'invalid value for {name}: "{n}" is out of range for an int64')
+    return n
 
 
 def write_options(query: Mapping[str, str], default_manager: str = "") -> WriteOptions:
@@ -222,7 +230,7 @@ class ResourceHandlers:
         grace = _int(q, "gracePeriodSeconds")
         if grace is None and body.get("gracePeriodSeconds") is not None:
             try:
-                grace = int(body["gracePeriodSeconds"])
+                grace = _int64("gracePeriodSeconds", int(body["gracePeriodSeconds"]))
             except (TypeError, ValueError) as e:
                 raise errors.BadRequest("gracePeriodSeconds must be an integer") from e
         policy = q.get("propagationPolicy") or body.get("propagationPolicy")

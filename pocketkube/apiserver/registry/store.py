@@ -402,7 +402,8 @@ class Store:
             if grace > 0:
                 current = nmd.get("deletionGracePeriodSeconds")
                 if current is None or grace < int(current):
-                    nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=grace))
+                    # an int64 of seconds overflows datetime; a century is "never" for a deletion
+                    nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=min(grace, 100 * 365 * 86400)))
                     nmd["deletionGracePeriodSeconds"] = grace
             elif not nmd.get("deletionTimestamp"):
                 nmd["deletionTimestamp"] = meta.format_time(now)
