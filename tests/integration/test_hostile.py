@@ -24,6 +24,7 @@ from tests.conftest import ServerProcess
 
 CM = "/api/v1/namespaces/{ns}/configmaps"
 DEPLOY = "/apis/apps/v1/namespaces/{ns}/deployments"
+PODS = "/api/v1/namespaces/{ns}/pods"
 JSON = "application/json"
 
 
@@ -47,6 +48,12 @@ def _deployment(**spec_extra: Any) -> bytes:
                        "spec": {"selector": {"matchLabels": labels}, **spec_extra,
                                 "template": {"metadata": {"labels": labels},
                                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}).encode()
+
+
+def _scheduled_pod(name: str) -> bytes:
+    """A pod bound to a node: deleting it is graceful, so gracePeriodSeconds matters."""
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "nginx"}]}}).encode()
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,12 @@ CASES = [
     Case("unsupported-field-selector", "GET", CM, 400, "BadRequest", ("field label not supported: data.a",),
          query="fieldSelector=data.a%3Db"),
     Case("bad-limit", "GET", CM, 400, "BadRequest", ('limit', '"abc"'), query="limit=abc"),
+    Case("limit-beyond-int64", "GET", CM, 400, "BadRequest", ("limit", "out of range"),
+         query="limit=100000000000000000000"),
+    Case("grace-period-beyond-int64", "DELETE", PODS + "/scheduled", 400, "BadRequest",
+         ("gracePeriodSeconds", "out of range"), query="gracePeriodSeconds=99999999999999999999"),
+    Case("grace-period-beyond-int64-in-body", "DELETE", PODS + "/scheduled", 400, "BadRequest",
+         ("gracePeriodSeconds", "out of range"), b'{"gracePeriodSeconds": 99999999999999999999}'),
     Case("bad-timeout-seconds", "GET", CM, 400, "BadRequest", ("timeoutSeconds", '"xyz"'),
          query="watch=true&timeoutSeconds=xyz"),
     Case("bad-watch-resource-version", "GET", CM, 400, "BadRequest", ('invalid resource version "abc"',),
@@ -218,6 +231,8 @@ def ns(server: ServerProcess) -> Iterator[str]:
         assert ans.status == 201, ans.body
     ans = send(server, "POST", CM.format(ns=name), body=_cm("existing", data={"k": "v"}))
     assert ans.status == 201, ans.body
+    ans = send(server, "POST", PODS.format(ns=name), body=_scheduled_pod("scheduled"))
+    assert ans.status == 201, ans.body
     yield name
 
 
@@ -248,6 +263,14 @@ def test_a_long_valid_selector_is_served(server: ServerProcess, ns: str) -> None
     ans = send(server, "GET", CM.format(ns=ns) + "?labelSelector=" + terms)
     assert ans.status == 200, ans.body[:300]
     assert {i["metadata"]["name"] for i in ans.json()["items"]} >= {"existing"}
+
+
+def test_the_largest_grace_period_is_not_an_error(server: ServerProcess, ns: str) -> None:
+    send(server, "POST", PODS.format(ns=ns), body=_scheduled_pod("slow-to-go"))
+    ans = send(server, "DELETE", PODS.format(ns=ns) + f"/slow-to-go?gracePeriodSeconds={(1 << 63) - 1}")
+    assert ans.status == 200, ans.body
+    md = ans.json()["metadata"]
+    assert md["deletionGracePeriodSeconds"] == (1 << 63) - 1 and md["deletionTimestamp"]
 
 
 def test_warn_mode_creates_with_a_warning_header(server: ServerProcess, ns: str) -> None:
