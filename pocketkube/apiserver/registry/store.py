@@ -255,6 +255,9 @@ class Store:
             raise self.invalid(str(md.get("name", "")), errs)
         if self.admission is not None:
             await self.admission("create", self.info, obj, None)
+        if not md.get("name"):  # validation says so too; the storage key must never be built without it
+            raise self.invalid("", [errors.FieldError("metadata.name", "name or generateName is required",
+                                                      kind="FieldValueRequired")])
         if self.managed_fields is not None and opts.field_manager:
             obj = self.managed_fields(None, obj, opts.field_manager, "Update")
         name = str(md["name"])
