@@ -42,9 +42,10 @@ def _cm(name: Any, **extra: Any) -> bytes:
     return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, **extra}).encode()
 
 
-def _deployment(**spec_extra: Any) -> bytes:
+def _deployment(name: str = "", **spec_extra: Any) -> bytes:
     labels = {"app": "x"}
-    return json.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"d-{uuid.uuid4().hex[:6]}"},
+    return json.dumps({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": name or f"d-{uuid.uuid4().hex[:6]}"},
                        "spec": {"selector": {"matchLabels": labels}, **spec_extra,
                                 "template": {"metadata": {"labels": labels},
                                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}).encode()
@@ -93,7 +94,19 @@ CASES = [
     Case("invalid-name-too-long", "POST", CM, 422, "Invalid", ("metadata.name", "253"), _cm("a" * 300),
          causes=("metadata.name",), needs_validation=True),
     Case("invalid-name-empty", "POST", CM, 422, "Invalid", ("metadata.name", "Required value"), _cm(""),
-         causes=("metadata.name",), needs_validation=True),
+         causes=("metadata.name",)),
+    Case("name-missing", "POST", CM, 422, "Invalid", ("metadata.name", "name or generateName is required"),
+         b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"a": "b"}}}', causes=("metadata.name",)),
+    Case("name-null", "POST", CM, 422, "Invalid", ("metadata.name",), _cm(None), causes=("metadata.name",)),
+    Case("scale-spec-not-an-object", "PUT", DEPLOY + "/web/scale", 400, "BadRequest", ("spec: must be an object",),
+         b'{"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}, "spec": 3}'),
+    Case("scale-metadata-not-an-object", "PUT", DEPLOY + "/web/scale", 400, "BadRequest",
+         ("metadata: must be an object",), b'{"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": []}'),
+    Case("scale-patch-to-a-list", "PATCH", DEPLOY + "/web/scale", 400, "BadRequest", ("object",),
+         b'[{"op": "replace", "path": "", "value": [1]}]', "application/json-patch+json"),
+    Case("scale-negative-replicas", "PATCH", DEPLOY + "/web/scale", 422, "Invalid",
+         ("spec.replicas", "greater than or equal to 0"), b'{"spec": {"replicas": -3}}',
+         "application/merge-patch+json", causes=("spec.replicas",)),
     Case("invalid-name-nul-byte", "POST", CM, 422, "Invalid", ("metadata.name",), _cm("a\x00b"),
          causes=("metadata.name",), needs_validation=True),
     Case("several-invalid-fields", "POST", CM, 422, "Invalid", ("metadata.name", "metadata.labels", "data"),
@@ -232,6 +245,8 @@ def ns(server: ServerProcess) -> Iterator[str]:
     ans = send(server, "POST", CM.format(ns=name), body=_cm("existing", data={"k": "v"}))
     assert ans.status == 201, ans.body
     ans = send(server, "POST", PODS.format(ns=name), body=_scheduled_pod("scheduled"))
+    assert ans.status == 201, ans.body
+    ans = send(server, "POST", DEPLOY.format(ns=name), body=_deployment(name="web"))
     assert ans.status == 201, ans.body
     yield name
 
