@@ -75,7 +75,7 @@ def field_validation_mode(query: Mapping[str, str]) -> str:
     return mode
 
 
-def list_options(query: Mapping[str, str]) -> ListOptions:
+def list_options(query: Mapping[str, str], *, watch: bool = False) -> ListOptions:
     limit = _int(query, "limit") or 0
     if limit < 0:
         limit = 0
@@ -89,7 +89,9 @@ def list_options(query: Mapping[str, str]) -> ListOptions:
     )
     if opts.resource_version_match and opts.resource_version_match not in ("Exact", "NotOlderThan"):
         raise errors.BadRequest(f'resourceVersionMatch: Unsupported value: "{opts.resource_version_match}"')
-    if opts.resource_version_match and not opts.resource_version:
+    # A watch may use resourceVersionMatch without a resourceVersion (a consistent watch-list:
+    # sendInitialEvents=true, NotOlderThan, ""); kube's validateWatchOptions has its own rules.
+    if opts.resource_version_match and not opts.resource_version and not watch:
         raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
     if opts.continue_token and opts.resource_version not in ("", "0"):
         raise errors.BadRequest("specifying resource version is not allowed when using continue")
