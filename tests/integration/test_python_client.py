@@ -366,6 +366,29 @@ def test_watch_bookmarks_and_list_from_cache(core: client.CoreV1Api, namespace: 
     assert w.resource_version is not None
 
 
+def test_watch_list_streams_initial_state_then_a_bookmark(core: client.CoreV1Api, namespace: str) -> None:
+    """The consistent watch-list client-go's WatchList uses: resourceVersion "" + NotOlderThan."""
+    for name in ("wl-a", "wl-b"):
+        core.create_namespaced_config_map(namespace, _cm(name))
+    w = watch.Watch()
+    seen: list[tuple[str, str]] = []
+    for ev in w.stream(core.list_namespaced_config_map, namespace, send_initial_events=True,
+                       resource_version_match="NotOlderThan", allow_watch_bookmarks=True, timeout_seconds=5):
+        if ev["type"] == "BOOKMARK":
+            annotations = ev["raw_object"]["metadata"].get("annotations") or {}
+            seen.append(("BOOKMARK", annotations.get("k8s.io/initial-events-end", "")))
+            w.stop()
+        else:
+            seen.append((ev["type"], ev["object"].metadata.name))
+    assert seen == [("ADDED", "wl-a"), ("ADDED", "wl-b"), ("BOOKMARK", "true")]
+
+    with pytest.raises(ApiException) as exc:  # resourceVersionMatch on a plain watch is refused
+        for _ in watch.Watch().stream(core.list_namespaced_config_map, namespace, resource_version="1",
+                                      resource_version_match="NotOlderThan", timeout_seconds=1):
+            pass
+    assert _status(exc) == 422 and "unless sendInitialEvents is provided" in exc.value.body
+
+
 def test_watch_from_compacted_resource_version_is_gone(tmp_path: Any) -> None:
     srv = start_server(str(tmp_path / "compacting"), extra_args=("--compaction-interval", "1"))
     try:
