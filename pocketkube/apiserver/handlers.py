@@ -56,12 +56,19 @@ def _int64(name: str, n: int) -> int:
     return n
 
 
-def write_options(query: Mapping[str, str], default_manager: str = "") -> WriteOptions:
-    dry = query.getall("dryRun", []) if hasattr(query, "getall") else [query.get("dryRun", "")]
+def default_manager(request: web.Request) -> str:
+    """kube names the manager of a write without fieldManager after the User-Agent's first word."""
+    agent = request.headers.get("User-Agent", "")
+    return agent.split("/", 1)[0][:128] or "unknown"
+
+
+def write_options(request: web.Request) -> WriteOptions:
+    query = request.query
+    dry = query.getall("dryRun", [])
     for d in dry:
         if d not in ("", "All"):
             raise errors.BadRequest(f'Invalid dryRun value: "{d}"; supported values are "All"')
-    manager = query.get("fieldManager", "") or default_manager
+    manager = query.get("fieldManager", "") or default_manager(request)
     if len(manager) > 128:
         raise errors.BadRequest("fieldManager: Too long: may not be more than 128 bytes")
     return WriteOptions(dry_run="All" in dry, field_manager=manager)
@@ -206,7 +213,7 @@ class ResourceHandlers:
                      accept: negotiation.Accept) -> web.Response:
         obj, raw = await self._body(request)
         self.check_kind(info, obj)
-        opts = write_options(request.query)
+        opts = write_options(request)
         warnings = self.server.check_fields(info, obj, raw, field_validation_mode(request.query))
         created = await store.create(ri.namespace, obj, opts)
         return self.render_object(info, created, accept, status=201, warnings=warnings)
@@ -215,7 +222,7 @@ class ResourceHandlers:
                      accept: negotiation.Accept) -> web.Response:
         obj, raw = await self._body(request)
         self.check_kind(info, obj)
-        opts = write_options(request.query)
+        opts = write_options(request)
         warnings = self.server.check_fields(info, obj, raw, field_validation_mode(request.query))
         updated = await store.update(ri.namespace, ri.name, obj, opts)
         return self.render_object(info, updated, accept, warnings=warnings)

@@ -50,14 +50,6 @@ class CustomResourceStrategy(Strategy):
     def default(self, obj: dict[str, object]) -> None:
         return None
 
-    def validate(self, obj: dict[str, object]) -> list:  # type: ignore[type-arg]
-        from pocketkube.api import validation
-
-        return validation.validate_metadata_only(obj, namespaced=self.info.namespaced)
-
-    def validate_update(self, new: dict[str, object], old: dict[str, object]) -> list:  # type: ignore[type-arg]
-        return self.validate(new)
-
 
 def strategy_for(info: ResourceInfo) -> Strategy:
     if info.custom:
