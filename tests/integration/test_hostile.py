@@ -28,16 +28,6 @@ PODS = "/api/v1/namespaces/{ns}/pods"
 JSON = "application/json"
 
 
-def _is_temporary_stub(module: str) -> bool:
-    """The server runs this checkout; a module still holding its placeholder cannot pass yet."""
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "pocketkube", "api", f"{module}.py")
-    with open(path) as f:
-        return f.read(64).startswith('"""TEMP STUB')
-
-
-VALIDATION_STUB = _is_temporary_stub("validation")
-
-
 def _cm(name: Any, **extra: Any) -> bytes:
     return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, **extra}).encode()
 
@@ -71,7 +61,6 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     auth: str = "cert"  # "cert", "none" (CA only), "token:<value>"
     causes: tuple[str, ...] = ()  # fields details.causes must name (422)
-    needs_validation: bool = False
 
 
 CASES = [
@@ -90,9 +79,9 @@ CASES = [
     Case("name-mismatch-on-put", "PUT", CM + "/existing", 400, "BadRequest",
          ("name of the object (other)", "name on the URL (existing)"), _cm("other")),
     Case("invalid-name-underscore", "POST", CM, 422, "Invalid", ('"Bad_Name" is invalid', "metadata.name"),
-         _cm("Bad_Name"), causes=("metadata.name",), needs_validation=True),
+         _cm("Bad_Name"), causes=("metadata.name",)),
     Case("invalid-name-too-long", "POST", CM, 422, "Invalid", ("metadata.name", "253"), _cm("a" * 300),
-         causes=("metadata.name",), needs_validation=True),
+         causes=("metadata.name",)),
     Case("invalid-name-empty", "POST", CM, 422, "Invalid", ("metadata.name", "Required value"), _cm(""),
          causes=("metadata.name",)),
     Case("name-missing", "POST", CM, 422, "Invalid", ("metadata.name", "name or generateName is required"),
@@ -108,12 +97,12 @@ CASES = [
          ("spec.replicas", "greater than or equal to 0"), b'{"spec": {"replicas": -3}}',
          "application/merge-patch+json", causes=("spec.replicas",)),
     Case("invalid-name-nul-byte", "POST", CM, 422, "Invalid", ("metadata.name",), _cm("a\x00b"),
-         causes=("metadata.name",), needs_validation=True),
+         causes=("metadata.name",)),
     Case("several-invalid-fields", "POST", CM, 422, "Invalid", ("metadata.name", "metadata.labels", "data"),
          _cm("Bad_Name", data={"bad key!": "v"}) .replace(b'"name": "Bad_Name"', b'"name": "Bad_Name", "labels": {"a b": "c"}'),
-         causes=("metadata.name", "metadata.labels", "data[bad key!]"), needs_validation=True),
+         causes=("metadata.name", "metadata.labels", "data[bad key!]")),
     Case("negative-replicas", "POST", DEPLOY, 422, "Invalid", ("spec.replicas", "greater than or equal to 0"),
-         _deployment(replicas=-1), causes=("spec.replicas",), needs_validation=True),
+         _deployment(replicas=-1), causes=("spec.replicas",)),
     Case("huge-body", "POST", CM, 413, "RequestEntityTooLarge", ("too large",),
          _cm("big", data={"a": "x" * (4 * 1024 * 1024)})),
     Case("strict-unknown-field", "POST", DEPLOY, 400, "BadRequest", ('strict decoding error: unknown field "spec.foo"',),
@@ -253,10 +242,7 @@ def ns(server: ServerProcess) -> Iterator[str]:
     yield name
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(
-        strict=True, reason="server: pocketkube/api/validation.py is the temporary stub (accepts every name)")]
-        if c.needs_validation and VALIDATION_STUB else []) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_hostile_request(server: ServerProcess, ns: str, case: Case) -> None:
     path = case.path.format(ns=ns) + (f"?{case.query}" if case.query else "")
     ans = send(server, case.method, path, body=case.body, content_type=case.content_type, headers=case.headers,

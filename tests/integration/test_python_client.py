@@ -67,18 +67,6 @@ def _deployment(name: str, replicas: int = 1, image: str = "nginx:1.27") -> dict
     }
 
 
-def _is_temporary_stub(module: str) -> bool:
-    """The server runs this checkout; a module still holding its placeholder cannot pass yet."""
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "pocketkube", "api", f"{module}.py")
-    with open(path) as f:
-        return f.read(64).startswith('"""TEMP STUB')
-
-
-needs_real_apply = pytest.mark.xfail(
-    _is_temporary_stub("apply"), strict=True,
-    reason="server: pocketkube/api/apply.py is the temporary stub (no managedFields, no apply conflicts)")
-
-
 def _status(exc: pytest.ExceptionInfo[ApiException]) -> int:
     return int(exc.value.status)
 
@@ -487,7 +475,6 @@ def test_strategic_merge_patch_is_the_default_for_dicts(apps: client.AppsV1Api, 
     assert [c.name for c in deleted.spec.template.spec.containers] == ["web"]
 
 
-@needs_real_apply
 def test_server_side_apply(api: client.ApiClient, namespace: str) -> None:
     dyn = dynamic.DynamicClient(api)
     cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
@@ -512,7 +499,6 @@ def test_server_side_apply(api: client.ApiClient, namespace: str) -> None:
     assert forced.data.a == "x"
 
 
-@needs_real_apply
 def test_apply_patch_through_call_api(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
     body = textwrap.dedent("""\
         apiVersion: v1
