@@ -65,6 +65,7 @@ class Scheduler:
         self.bound = 0
         self.failed = 0
         self._tg: asyncio.TaskGroup | None = None
+        self._status_slots = asyncio.Semaphore(8)  # pod-condition writes are best effort, keep them few
 
     @property
     def name(self) -> str:
@@ -95,7 +96,7 @@ class Scheduler:
             return
         if pod.scheduler_name != self.name:
             return
-        if pod.deleting or pod.terminal:
+        if pod.deleting or pod.terminal or pod.gated:
             self.queue.delete(pod.key)
             return
         if self.cache.is_assumed(pod.key):
@@ -159,7 +160,8 @@ class Scheduler:
     async def _update_status(self, pod: PodInfo, message: str) -> None:
         assert self.status_updater is not None
         try:
-            await self.status_updater(pod, message)
+            async with self._status_slots:
+                await self.status_updater(pod, message)
         except Exception as e:
             log.debug("pod condition for %s not written: %s", pod.key, e)
 

@@ -181,10 +181,36 @@ def _requests(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
 class PodInfo:
     """Everything the plugins need from one pod, computed once."""
 
-    __slots__ = ("affinity", "anti_affinity", "deleting", "host_ports", "key", "labels", "name", "namespace",
-                 "node_affinity", "node_name", "node_preferred", "node_selector", "nz_cpu", "nz_mem", "obj",
-                 "owner_uid", "preemption_never", "preferred_affinity", "preferred_anti_affinity", "priority",
-                 "req_cpu", "req_mem", "scheduler_name", "spread", "terminal", "tolerations", "uid")
+    __slots__ = (
+        "affinity",
+        "anti_affinity",
+        "deleting",
+        "gated",
+        "host_ports",
+        "key",
+        "labels",
+        "name",
+        "namespace",
+        "node_affinity",
+        "node_name",
+        "node_preferred",
+        "node_selector",
+        "nz_cpu",
+        "nz_mem",
+        "obj",
+        "owner_uid",
+        "preemption_never",
+        "preferred_affinity",
+        "preferred_anti_affinity",
+        "priority",
+        "req_cpu",
+        "req_mem",
+        "scheduler_name",
+        "spread",
+        "terminal",
+        "tolerations",
+        "uid",
+    )
 
     def __init__(self, obj: Obj) -> None:
         md = obj.get("metadata") or {}
@@ -202,6 +228,7 @@ class PodInfo:
         self.node_name = str(spec.get("nodeName") or "")
         self.scheduler_name = str(spec.get("schedulerName") or "default-scheduler")
         self.priority = int(spec.get("priority") or 0)
+        self.gated = bool(spec.get("schedulingGates"))  # SchedulingGates: not queued until they are removed
         self.preemption_never = spec.get("preemptionPolicy") == "Never"
         self.req_cpu, self.req_mem, self.nz_cpu, self.nz_mem = _requests(spec)
         self.host_ports = tuple(

@@ -141,3 +141,31 @@ async def test_many_pods_spread_over_nodes() -> None:
     for n in binder.bound.values():
         per_node[n] = per_node.get(n, 0) + 1
     assert per_node == {"n0": 2, "n1": 2, "n2": 2, "n3": 2}
+
+
+async def test_scheduling_gates_hold_the_pod() -> None:
+    binder = StubBinder()
+    s = make(binder)
+    s.on_node(None, node("a"))
+    gated = pod("g", schedulingGates=[{"name": "example.com/wait"}])
+    s.on_pod(None, gated)
+    assert "default/g" not in s.queue
+    s.on_pod(gated, pod("g"))  # gates removed
+    async with running(s):
+        await until(lambda: "default/g" in binder.bound)
+
+
+async def test_status_only_update_does_not_requeue() -> None:
+    binder = StubBinder()
+    s = make(binder)
+    s.on_node(None, node("small", cpu="1"))
+    async with running(s):
+        big = pod("big", cpu="2")
+        s.on_pod(None, big)
+        await until(lambda: "default/big" in s.queue.unschedulable)
+        with_condition = {**big, "status": {"conditions": [{"type": "PodScheduled", "status": "False"}]}}
+        s.on_pod(big, with_condition)
+        assert "default/big" in s.queue.unschedulable
+        relabelled = {**big, "metadata": {**big["metadata"], "labels": {"x": "y"}}}
+        s.on_pod(with_condition, relabelled)
+        assert "default/big" not in s.queue.unschedulable
