@@ -219,10 +219,14 @@ class SchedulingQueue:
             timeout = LEFTOVER_FLUSH_INTERVAL if self.unschedulable else None
             if self._backoff_heap:
                 timeout = min(max(self._backoff_heap[0][0] - self.clock.now(), 0.01), timeout or MAX_BACKOFF)
+            # a timer that sets the event, rather than wait_for: 3.11's wait_for can swallow a
+            # cancellation that races with the event being set, and the loop would never stop
+            timer = asyncio.get_running_loop().call_later(timeout, self._ready.set) if timeout else None
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                pass
+                await self._ready.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def close(self) -> None:
         self._closed = True
