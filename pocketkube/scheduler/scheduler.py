@@ -91,8 +91,13 @@ class Scheduler:
             known = self.cache.node_of(pod.key) is not None and not self.cache.is_assumed(pod.key)
             self.cache.add_pod(pod)
             self.queue.delete(pod.key)
-            if self.queue.unschedulable:
-                self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_UPDATE if known else ASSIGNED_POD_ADD)
+            if not self.queue.unschedulable:
+                return
+            if not known:
+                self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_ADD)
+            elif old is not None and _sched_relevant(old) != _sched_relevant(new):
+                # kubelet status reports are the bulk of pod updates and cannot help a pending pod
+                self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_UPDATE)
             return
         if pod.scheduler_name != self.name:
             return

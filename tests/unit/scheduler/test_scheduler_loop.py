@@ -169,3 +169,18 @@ async def test_status_only_update_does_not_requeue() -> None:
         relabelled = {**big, "metadata": {**big["metadata"], "labels": {"x": "y"}}}
         s.on_pod(with_condition, relabelled)
         assert "default/big" not in s.queue.unschedulable
+
+
+def test_assigned_pod_status_report_does_not_move_pending_pods() -> None:
+    s = make(StubBinder())
+    s.on_node(None, node("a", cpu="1"))
+    running_pod = pod("run", cpu="1", node_name="a")
+    s.on_pod(None, running_pod)
+    s.on_pod(None, pod("wait", cpu="1"))
+    qpi = s.queue.try_pop()
+    assert qpi is not None and s.schedule_one(qpi) is None
+    assert "default/wait" in s.queue.unschedulable
+    s.on_pod(running_pod, {**running_pod, "status": {"phase": "Running"}})
+    assert "default/wait" in s.queue.unschedulable
+    s.on_pod(running_pod, None)
+    assert "default/wait" not in s.queue.unschedulable
