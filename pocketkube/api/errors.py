@@ -159,7 +159,7 @@ class FieldError:
             text = "Required value"
             if self.message:
                 text += f": {self.message}"
-        elif self.kind == "FieldValueNotSupported" or self.kind == "FieldValueInvalid":
+        elif self.kind in ("FieldValueNotSupported", "FieldValueInvalid", "FieldValueTypeInvalid"):
             text = f"Invalid value: {_quote(self.value)}: {self.message}" if self.value is not None else (
                 f"Invalid value: {self.message}"
             )
