@@ -50,8 +50,8 @@ class Kubectl:
         """kubectl's line for a deleted namespaced object (1.33+ also names the namespace)."""
         return f"{what} deleted" + ("" if self.name == "kubectl-1.32" else f" from {self.namespace} namespace")
 
-    def obj(self, *args: str) -> Any:
-        return json.loads(self.out("get", *args, "-o", "json"))
+    def obj(self, *args: str, namespaced: bool = True) -> Any:
+        return json.loads(self.out("get", *args, "-o", "json", namespaced=namespaced))
 
     def background(self, *args: str, env: dict[str, str] | None = None) -> Background:
         cache = os.path.join(self.server.data_dir, f"kubectl-cache-{os.path.basename(self.binary)}")
