@@ -29,6 +29,12 @@ def k(request: pytest.FixtureRequest, server: ServerProcess, namespace: str) -> 
     return Kubectl(server, namespace, BINARIES[request.param], request.param)
 
 
+@pytest.fixture(params=BINARY_IDS)
+def kc(request: pytest.FixtureRequest, server: ServerProcess) -> Kubectl:
+    """For cluster-wide commands (discovery, explain, version): no namespace of its own."""
+    return Kubectl(server, "default", BINARIES[request.param], request.param)
+
+
 CONFIGMAP = """\
 apiVersion: v1
 kind: ConfigMap
@@ -291,55 +297,55 @@ def test_removing_the_last_annotation_leaves_no_empty_map(k: Kubectl) -> None:
     assert k.out("get", "configmap", "demo", "-o", "jsonpath={.metadata.annotations}") == ""
 
 
-def test_api_resources_and_api_versions(k: Kubectl) -> None:
-    table = rows(k.out("api-resources", namespaced=False))
+def test_api_resources_and_api_versions(kc: Kubectl) -> None:
+    table = rows(kc.out("api-resources", namespaced=False))
     assert table[0] == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
     by_name = {(r[0], r[2]): r for r in table[1:]}
     assert by_name[("pods", "v1")] == ["pods", "po", "v1", "true", "Pod"]
     assert by_name[("deployments", "apps/v1")] == ["deployments", "deploy", "apps/v1", "true", "Deployment"]
     assert by_name[("namespaces", "v1")] == ["namespaces", "ns", "v1", "false", "Namespace"]
     assert by_name[("customresourcedefinitions", "apiextensions.k8s.io/v1")][4] == "CustomResourceDefinition"
-    assert k.out("api-resources", "--api-group=apps", "-o", "name", namespaced=False).split() == [
+    assert kc.out("api-resources", "--api-group=apps", "-o", "name", namespaced=False).split() == [
         "controllerrevisions.apps", "daemonsets.apps", "deployments.apps", "replicasets.apps", "statefulsets.apps"]
-    cluster_scoped = k.out("api-resources", "--namespaced=false", "-o", "name", namespaced=False).split()
+    cluster_scoped = kc.out("api-resources", "--namespaced=false", "-o", "name", namespaced=False).split()
     assert "namespaces" in cluster_scoped
     assert "nodes" in cluster_scoped
     assert "pods" not in cluster_scoped
-    wide = rows(k.out("api-resources", "--api-group=apps", "-o", "wide", namespaced=False))
+    wide = rows(kc.out("api-resources", "--api-group=apps", "-o", "wide", namespaced=False))
     assert wide[0][5] == "VERBS"
     deployments = next(r for r in wide if r[0] == "deployments")
     assert deployments[5] == "create,delete,deletecollection,get,list,patch,update,watch"
 
-    versions = k.out("api-versions", namespaced=False).split()
+    versions = kc.out("api-versions", namespaced=False).split()
     assert versions == sorted(versions)
     assert {"v1", "apps/v1", "batch/v1", "apiextensions.k8s.io/v1", "rbac.authorization.k8s.io/v1"} <= set(
         versions)
 
 
-def test_explain(k: Kubectl) -> None:
-    out = k.out("explain", "pods.spec.containers", namespaced=False)
+def test_explain(kc: Kubectl) -> None:
+    out = kc.out("explain", "pods.spec.containers", namespaced=False)
     assert out.startswith("KIND:       Pod\nVERSION:    v1\n\nFIELD: containers <[]Container>\n")
     assert "List of containers belonging to the pod." in out
     assert re.search(r"^  image\t<string>$", out, re.M)
     assert re.search(r"^  name\t<string> -required-$", out, re.M)
 
-    out = k.out("explain", "deploy.spec.strategy", namespaced=False)
+    out = kc.out("explain", "deploy.spec.strategy", namespaced=False)
     assert out.startswith("GROUP:      apps\nKIND:       Deployment\nVERSION:    v1\n\n"
                           "FIELD: strategy <DeploymentStrategy>\n")
     assert re.search(r"^  rollingUpdate\t<RollingUpdateDeployment>$", out, re.M)
     assert re.search(r"^  type\t<string>$", out, re.M)
-    assert "error: field \"nope\" does not exist" in k.fails("explain", "pods.spec.nope")
+    assert "error: field \"nope\" does not exist" in kc.fails("explain", "pods.spec.nope")
 
 
-def test_cluster_info_and_version(k: Kubectl) -> None:
-    assert k.out("cluster-info", namespaced=False) == (
-        f"Kubernetes control plane is running at {k.server.url}\n\n"
+def test_cluster_info_and_version(kc: Kubectl) -> None:
+    assert kc.out("cluster-info", namespaced=False) == (
+        f"Kubernetes control plane is running at {kc.server.url}\n\n"
         "To further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.\n")
-    version = json.loads(k.out("version", "-o", "json", namespaced=False))
+    version = json.loads(kc.out("version", "-o", "json", namespaced=False))
     assert version["serverVersion"]["gitVersion"] == "v1.32.0+pocketkube"
     assert (version["serverVersion"]["major"], version["serverVersion"]["minor"]) == ("1", "32")
-    assert version["clientVersion"]["minor"].startswith("32" if k.name == "kubectl-1.32" else "37")
-    out = k.out("version", namespaced=False)
+    assert version["clientVersion"]["minor"].startswith("32" if kc.name == "kubectl-1.32" else "37")
+    out = kc.out("version", namespaced=False)
     assert "Server Version: v1.32.0+pocketkube\n" in out
 
 
