@@ -40,7 +40,7 @@ def _service(obj: Obj) -> None:
     for port in dict_items(spec.get("ports")):
         if not port.get("protocol"):
             port["protocol"] = "TCP"
-        if port.get("targetPort") in (None, 0, ""):
+        if port.get("targetPort") in (None, 0, "") and port.get("port") is not None:
             port["targetPort"] = port.get("port")
     if service_type in ("NodePort", "LoadBalancer") and not spec.get("externalTrafficPolicy"):
         spec["externalTrafficPolicy"] = "Cluster"

@@ -159,7 +159,11 @@ class FieldError:
             text = "Required value"
             if self.message:
                 text += f": {self.message}"
-        elif self.kind in ("FieldValueNotSupported", "FieldValueInvalid", "FieldValueTypeInvalid"):
+        elif self.kind == "FieldValueNotSupported":
+            text = f"Unsupported value: {_quote(self.value)}" + (f": {self.message}" if self.message else "")
+        elif self.kind == "FieldValueNotFound":
+            text = f"Not found: {_quote(self.value)}"
+        elif self.kind in ("FieldValueInvalid", "FieldValueTypeInvalid"):
             text = f"Invalid value: {_quote(self.value)}: {self.message}" if self.value is not None else (
                 f"Invalid value: {self.message}"
             )

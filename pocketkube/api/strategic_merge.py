@@ -25,11 +25,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import orjson
-
 from pocketkube.api import schema as k8s_schema
-from pocketkube.api.errors import BadRequest
+from pocketkube.api import strategic_merge_order as lists
 from pocketkube.api.merge_patch import apply_merge_patch
+from pocketkube.api.strategic_merge_order import StrategicMergePatchError
 
 Schema = dict[str, Any]
 
@@ -37,10 +36,6 @@ DIRECTIVE = "$patch"
 RETAIN_KEYS = "$retainKeys"
 SET_ELEMENT_ORDER = "$setElementOrder"
 DELETE_FROM_PRIMITIVE_LIST = "$deleteFromPrimitiveList"
-
-
-class StrategicMergePatchError(BadRequest):
-    """A malformed strategic merge patch (400, as kube-apiserver answers)."""
 
 
 def supports_strategic_merge_patch(schema: Schema | None) -> bool:
@@ -66,23 +61,6 @@ def apply_strategic_merge_patch(original: dict[str, Any], patch: dict[str, Any],
 
 def _bad(message: str) -> StrategicMergePatchError:
     return StrategicMergePatchError(message)
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _hkey(value: Any) -> tuple[str, Any]:
-    """A hashable identity with Go's equality: 1 == 1.0, but True != 1 and "1" != 1."""
-    if isinstance(value, bool):
-        return ("b", value)
-    if isinstance(value, int | float):
-        return ("n", value)
-    if isinstance(value, str):
-        return ("s", value)
-    if value is None:
-        return ("z", None)
-    return ("j", _json(value))
 
 
 def _kind(value: Any) -> str:
@@ -144,7 +122,7 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any], schema: Schema |
             return replaced
         if directive == "delete":
             return {}
-        raise _bad(f"unknown patch type: {directive} in map: {_json(patch)}")
+        raise _bad(f"unknown patch type: {directive} in map: {lists.dumps(patch)}")
     _apply_retain_keys(original, patch)
     handled = _merge_ordered_lists(original, patch, schema)
     for key, patch_value in patch.items():
@@ -202,12 +180,16 @@ def _apply_retain_keys(original: dict[str, Any], patch: dict[str, Any]) -> None:
         del original[key]
 
 
+def _is_directive(key: str) -> bool:
+    return key in (DIRECTIVE, RETAIN_KEYS) or key.startswith((f"{SET_ELEMENT_ORDER}/", f"{DELETE_FROM_PRIMITIVE_LIST}/"))
+
+
 def _clean(value: Any) -> Any:
     """A patch value taken as-is: nulls and directive keys dropped, deleted list elements removed."""
     if isinstance(value, dict):
         if value.get(DIRECTIVE) == "delete":
             return {}
-        return {k: _clean(v) for k, v in value.items() if v is not None and not k.startswith("$")}
+        return {k: _clean(v) for k, v in value.items() if v is not None and not _is_directive(k)}
     if isinstance(value, list):
         return [
             _clean(v)
@@ -220,15 +202,15 @@ def _clean(value: Any) -> Any:
 # --- lists ----------------------------------------------------------------------------------
 
 
-def _element_kind(*lists: list[Any]) -> str:
+def _element_kind(*groups: list[Any]) -> str:
     kind = ""
-    for items in lists:
+    for items in groups:
         for item in items:
             k = _kind(item)
             if k == "list":
                 raise _bad("lists of lists are not supported")
             if kind and k != kind:
-                raise _bad(f"list element types are not identical: {_json(list(lists))}")
+                raise _bad(f"list element types are not identical: {lists.dumps(list(groups))}")
             kind = k
     return kind
 
@@ -241,9 +223,9 @@ def _merge_list(
     kind = _element_kind(original, patch)
     if kind != "map":
         if is_delete_list:
-            gone = {_hkey(v) for v in patch}
-            return [v for v in original if _hkey(v) not in gone]
-        merged = _dedupe([*original, *patch])
+            gone = {lists.identity_of_value(v) for v in patch}
+            return [v for v in original if lists.identity_of_value(v) not in gone]
+        merged = lists.dedupe([*original, *patch])
         mk = ""
     else:
         if not merge_key:
@@ -251,27 +233,8 @@ def _merge_list(
         original, patch = _apply_list_directives(original, patch, merge_key)
         merged = _merge_by_key(original, patch, merge_key, item_schema)
         mk = merge_key
-    patch_items, server_only = _partition(merged, patch, mk)
-    return _normalize_order(patch_items, server_only, patch, original, mk)
-
-
-def _dedupe(items: list[Any]) -> list[Any]:
-    seen: set[tuple[str, Any]] = set()
-    out = []
-    for item in items:
-        h = _hkey(item)
-        if h not in seen:
-            seen.add(h)
-            out.append(item)
-    return out
-
-
-def _merge_key_of(item: Any, merge_key: str) -> tuple[str, Any]:
-    if not isinstance(item, dict):
-        raise _bad(f"expected a map in a list merged by {merge_key!r}, got {_json(item)}")
-    if merge_key not in item:
-        raise _bad(f"map: {_json(item)} does not contain declared merge key: {merge_key}")
-    return _hkey(item[merge_key])
+    patch_items, server_only = lists.partition(merged, patch, mk)
+    return lists.normalize_order(patch_items, server_only, patch, original, mk)
 
 
 def _apply_list_directives(
@@ -286,14 +249,14 @@ def _apply_list_directives(
             continue
         directive = item[DIRECTIVE]
         if directive == "delete":
-            gone = _merge_key_of(item, merge_key)
-            original = [o for o in original if not (merge_key in o and _hkey(o[merge_key]) == gone)]
+            gone = lists.merge_key_of(item, merge_key)
+            original = [o for o in original if not (merge_key in o and lists.identity_of_value(o[merge_key]) == gone)]
         elif directive == "replace":
             replace = True
         elif directive == "merge":
             raise _bad("merging lists cannot yet be specified in the patch")
         else:
-            raise _bad(f"unknown patch type: {directive} in map: {_json(item)}")
+            raise _bad(f"unknown patch type: {directive} in map: {lists.dumps(item)}")
     if replace:
         return [_clean(p) for p in plain], []
     return original, plain
@@ -302,71 +265,14 @@ def _apply_list_directives(
 def _merge_by_key(original: list[Any], patch: list[Any], merge_key: str, item_schema: Schema | None) -> list[Any]:
     merged = list(original)
     for item in patch:
-        key = _merge_key_of(item, merge_key)
+        key = lists.merge_key_of(item, merge_key)
         for i, existing in enumerate(merged):
-            if merge_key in existing and _hkey(existing[merge_key]) == key:
+            if merge_key in existing and lists.identity_of_value(existing[merge_key]) == key:
                 merged[i] = _merge_map(existing, item, item_schema)
                 break
         else:
             merged.append(_clean(item))
     return merged
-
-
-def _identity(item: Any, merge_key: str) -> tuple[str, Any]:
-    return _merge_key_of(item, merge_key) if merge_key else _hkey(item)
-
-
-def _partition(items: list[Any], by: list[Any], merge_key: str) -> tuple[list[Any], list[Any]]:
-    """Split `items` into those whose identity appears in `by` and the rest."""
-    present = {_identity(b, merge_key) for b in by}
-    inside = [i for i in items if _identity(i, merge_key) in present]
-    outside = [i for i in items if _identity(i, merge_key) not in present]
-    return inside, outside
-
-
-def _normalize_order(
-    patch_items: list[Any], server_only: list[Any], patch_order: list[Any], server_order: list[Any], merge_key: str
-) -> list[Any]:
-    """normalizeElementOrder: sort each side by its own order, then interleave by the server order."""
-    patch_items = _sort_by(patch_items, patch_order, merge_key)
-    server_only = _sort_by(server_only, server_order, merge_key)
-    position = _positions(server_order, merge_key)
-    out: list[Any] = []
-    i = j = 0
-    while i < len(server_only) or j < len(patch_items):
-        if i >= len(server_only):
-            out.append(patch_items[j])
-            j += 1
-        elif j >= len(patch_items):
-            out.append(server_only[i])
-            i += 1
-        else:
-            li = position.get(_identity(server_only[i], merge_key))
-            ri = position.get(_identity(patch_items[j], merge_key))
-            if li is not None and ri is not None and li < ri:
-                out.append(server_only[i])
-                i += 1
-            else:
-                out.append(patch_items[j])
-                j += 1
-    return out
-
-
-def _positions(order: list[Any], merge_key: str) -> dict[tuple[str, Any], int]:
-    position: dict[tuple[str, Any], int] = {}
-    for n, item in enumerate(order):
-        if merge_key and not (isinstance(item, dict) and merge_key in item):
-            continue
-        position.setdefault(_identity(item, merge_key), n)
-    return position
-
-
-def _sort_by(items: list[Any], order: list[Any], merge_key: str) -> list[Any]:
-    position = _positions(order, merge_key)
-    known = [i for i in items if _identity(i, merge_key) in position]
-    rest = [i for i in items if _identity(i, merge_key) not in position]
-    known.sort(key=lambda i: position[_identity(i, merge_key)])
-    return known + rest
 
 
 # --- $setElementOrder -----------------------------------------------------------------------
@@ -389,7 +295,7 @@ def _merge_ordered_lists(original: dict[str, Any], patch: dict[str, Any], schema
         if found_patch and not isinstance(change, list):
             raise _bad(f"{field}: expected a list in the patch for {key}")
         sub, strategy, merge_key = _field_meta(schema, field)
-        _validate_set_order(change or [], order, merge_key)
+        lists.validate_set_order(change or [], order, merge_key)
         merged: Any
         if found_original and found_patch:
             assert isinstance(current, list) and isinstance(change, list)
@@ -413,25 +319,7 @@ def _merge_ordered_lists(original: dict[str, Any], patch: dict[str, Any], schema
         if kind == "map" and not mk:
             original[field] = merged
             continue
-        patch_items, server_only = _partition(merged, order, mk)
-        original[field] = _normalize_order(patch_items, server_only, order, current or [], mk)
+        patch_items, server_only = lists.partition(merged, order, mk)
+        original[field] = lists.normalize_order(patch_items, server_only, order, current or [], mk)
     return handled
 
-
-def _validate_set_order(patch_list: list[Any], order: list[Any], merge_key: str) -> None:
-    """Every non-directive element of the patch list appears in the order list, in the same order."""
-    if not patch_list or not order:
-        return
-    if merge_key:
-        for item in order:
-            _merge_key_of(item, merge_key)
-    elements = [p for p in patch_list if not (isinstance(p, dict) and DIRECTIVE in p)]
-    p = s = 0
-    while p < len(elements) and s < len(order):
-        if _identity(elements[p], merge_key) == _identity(order[s], merge_key):
-            p += 1
-        s += 1
-    if p < len(elements):
-        raise _bad(
-            f"The order in patch list: {_json(patch_list)} doesn't match $setElementOrder list: {_json(order)}"
-        )

@@ -19,19 +19,26 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 
 _IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
-_DEFAULT_TOLERATIONS = (
-    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-)
 
 
-async def admit(server: APIServer, operation: str, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+async def admit(server: APIServer, operation: str, info: ResourceInfo, obj: Obj, old: Obj | None,
+                dry_run: bool) -> None:
+    services = info.group == "" and info.plural == "services"
     if operation == "create":
         if info.namespaced:
             _namespace_lifecycle(server, info, obj)
         if info.group == "" and info.plural == "pods":
             _service_account(obj)
-            _default_tolerations(obj)
+            _default_tolerations(obj, server.config.default_not_ready_toleration_seconds,
+                                 server.config.default_unreachable_toleration_seconds)
+        if services and not dry_run:
+            await server.allocators.allocate(obj)
+    elif services and operation == "create-failed":
+        await server.allocators.release_unused(obj, None)
+    elif services and operation == "update" and not dry_run:
+        await server.allocators.allocate(obj, old)
+    elif services and operation == "deleted":
+        await server.allocators.release_unused(obj, None)
     elif operation == "delete" and info.group == "" and info.plural == "namespaces":
         name = meta.name_of(obj)
         if name in _IMMORTAL_NAMESPACES:
@@ -60,10 +67,16 @@ def _service_account(pod: Obj) -> None:
     spec["serviceAccount"] = spec["serviceAccountName"]
 
 
-def _default_tolerations(pod: Obj) -> None:
+def _default_tolerations(pod: Obj, not_ready: int, unreachable: int) -> None:
     spec = pod.setdefault("spec", {})
     tolerations = list(spec.get("tolerations") or [])
-    for default in _DEFAULT_TOLERATIONS:
+    defaults = (
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": not_ready},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": unreachable},
+    )
+    for default in defaults:
         if not any(t.get("key") == default["key"] and t.get("effect") in (None, "", "NoExecute") for t in tolerations):
             tolerations.append(dict(default))
     spec["tolerations"] = tolerations

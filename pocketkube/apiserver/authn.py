@@ -15,7 +15,7 @@ from aiohttp import web
 
 from pocketkube.api import errors
 
-PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/", "/cacerts"})
 
 
 @dataclass(frozen=True)

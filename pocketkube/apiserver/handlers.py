@@ -48,12 +48,19 @@ def _int(query: Mapping[str, str], name: str) -> int | None:
         raise errors.BadRequest(f'invalid value for {name}: "{value}" is not an integer') from e
 
 
-def write_options(query: Mapping[str, str], default_manager: str = "") -> WriteOptions:
-    dry = query.getall("dryRun", []) if hasattr(query, "getall") else [query.get("dryRun", "")]
+def default_manager(request: web.Request) -> str:
+    """kube names the manager of a write without fieldManager after the User-Agent's first word."""
+    agent = request.headers.get("User-Agent", "")
+    return agent.split("/", 1)[0][:128] or "unknown"
+
+
+def write_options(request: web.Request) -> WriteOptions:
+    query = request.query
+    dry = query.getall("dryRun", [])
     for d in dry:
         if d not in ("", "All"):
             raise errors.BadRequest(f'Invalid dryRun value: "{d}"; supported values are "All"')
-    manager = query.get("fieldManager", "") or default_manager
+    manager = query.get("fieldManager", "") or default_manager(request)
     if len(manager) > 128:
         raise errors.BadRequest("fieldManager: Too long: may not be more than 128 bytes")
     return WriteOptions(dry_run="All" in dry, field_manager=manager)
@@ -118,6 +125,9 @@ class ResourceHandlers:
             if ri.name:
                 raise errors.MethodNotAllowed("POST to a named resource is not allowed")
             return await self.create(request, store, ri, info, accept)
+        if verb in ("update", "patch") and not ri.name:
+            # kube registers PUT and PATCH only on named objects: a collection answers 405
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
         if verb == "update":
             return await self.update(request, store, ri, info, accept)
         if verb == "patch":
@@ -193,7 +203,7 @@ class ResourceHandlers:
                      accept: negotiation.Accept) -> web.Response:
         obj, raw = await self._body(request)
         self.check_kind(info, obj)
-        opts = write_options(request.query)
+        opts = write_options(request)
         warnings = self.server.check_fields(info, obj, raw, field_validation_mode(request.query))
         created = await store.create(ri.namespace, obj, opts)
         return self.render_object(info, created, accept, status=201, warnings=warnings)
@@ -202,7 +212,7 @@ class ResourceHandlers:
                      accept: negotiation.Accept) -> web.Response:
         obj, raw = await self._body(request)
         self.check_kind(info, obj)
-        opts = write_options(request.query)
+        opts = write_options(request)
         warnings = self.server.check_fields(info, obj, raw, field_validation_mode(request.query))
         updated = await store.update(ri.namespace, ri.name, obj, opts)
         return self.render_object(info, updated, accept, warnings=warnings)

@@ -17,12 +17,14 @@ Obj = dict[str, Any]
 
 def managed_fields_hook(info: ResourceInfo) -> ManagedFieldsHook | None:
     sch = None if info.custom else schema.definition_for(info.group, info.version, info.kind)
+    has_status = info.subresource("status") is not None
 
-    def hook(old: Obj | None, new: Obj, manager: str, operation: str) -> Obj:
-        from pocketkube.api.apply import update_managed_fields
+    def hook(old: Obj | None, new: Obj, manager: str, operation: str, subresource: str) -> Obj:
+        from pocketkube.api.managed_fields import update_managed_fields
 
+        reset = ("status",) if not subresource and has_status else ()
         result: Obj = update_managed_fields(old, new, manager=manager, operation=operation, schema=sch,
-                                            now=meta.now_rfc3339())
+                                            now=meta.now_rfc3339(), subresource=subresource, reset_fields=reset)
         return result
 
     return hook

@@ -23,6 +23,7 @@ JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH)
 
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # LibYAML is ~10x faster
@@ -82,9 +83,13 @@ def decode_body(body: bytes, content_type: str) -> Any:
     mt = media_type(content_type) or JSON
     if len(body) > MAX_BODY_BYTES:
         raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {MAX_BODY_BYTES}")
+    if mt == PROTOBUF:
+        from pocketkube.api.protobuf import decode_k8s_protobuf
+
+        return decode_k8s_protobuf(body)
     if "protobuf" in mt:
         raise errors.UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media '
-                                          f'types include: application/json, application/yaml ({mt})')
+                                          f'types include: application/json, application/yaml, {PROTOBUF} ({mt})')
     if not body.strip():
         raise errors.BadRequest("the body of the request was empty")
     if mt in (JSON, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH) or mt.endswith("+json"):

@@ -54,6 +54,11 @@ def setup_routes(app: web.Application, server: APIServer) -> None:
             raise errors.NotFound("the server could not find the requested resource")
         return await server.handlers.handle(request, ri, info)
 
+    async def cacerts(request: web.Request) -> web.Response:
+        # Public, like k3s: agents check it against the CA hash in their join token.
+        return web.Response(body=server.ca_pem(), content_type="application/x-pem-file")
+
+    app.router.add_get("/cacerts", cacerts)
     app.router.add_get("/version", version)
     app.router.add_get("/version/", version)
     for p in ("/healthz", "/livez", "/readyz"):

@@ -36,6 +36,7 @@ from pocketkube.storage.interface import KeyExistsError, Storage
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+MAX_HEADER_BYTES = 1 << 20  # request line and each header, like Go's http.DefaultMaxHeaderBytes
 
 
 @dataclass
@@ -49,6 +50,10 @@ class APIServerConfig:
     compaction_interval: float = 300.0  # seconds; 0 disables
     watch_cache_size: int = 100_000
     extra_sans: list[str] = field(default_factory=list)
+    service_cidr: str = "10.43.0.0/16"
+    default_unreachable_toleration_seconds: int = 300
+    default_not_ready_toleration_seconds: int = 300
+    node_port_range: tuple[int, int] = (30000, 32767)
 
     def validate(self) -> None:
         if not (0 <= self.port < 65536):
@@ -64,6 +69,10 @@ class APIServer:
         self.table = ResourceTable.builtin()
         self.storage = storage or storage_from_url(config.datastore, data_dir=config.data_dir)
         self.cache = WatchCache(self.storage, capacity=config.watch_cache_size)
+        from pocketkube.apiserver.allocators import Allocators
+
+        self.allocators = Allocators(self.storage, service_cidr=config.service_cidr,
+                                     node_port_range=config.node_port_range)
         self.discovery = Discovery(self.table)
         self.authn = Authenticator()
         self._stores: dict[tuple[str, str, str], Store] = {}
@@ -88,13 +97,18 @@ class APIServer:
         key = (info.group, info.version, info.plural)
         store = self._stores.get(key)
         if store is None or store.info is not info:
-            from pocketkube.apiserver.admission import admit
             from pocketkube.apiserver.managed_fields import managed_fields_hook
 
             store = Store(info, strategy_for(info), self.storage, self.cache,
-                          managed_fields=managed_fields_hook(info), admission=lambda *a: admit(self, *a))
+                          managed_fields=managed_fields_hook(info), admission=self._admit)
             self._stores[key] = store
         return store
+
+    async def _admit(self, operation: str, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None,
+                     dry_run: bool) -> None:
+        from pocketkube.apiserver.admission import admit
+
+        await admit(self, operation, info, obj, old, dry_run)
 
     def store_by_kind(self, group: str, version: str, plural: str) -> Store:
         info = self.table.get(group, version, plural)
@@ -123,11 +137,14 @@ class APIServer:
 
         self.crds = CRDWatcher(self)
         await self.crds.start()
-        self._load_tokens()
         app = self.make_app()
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # Go's http.Server allows 1 MiB of request line and headers (DefaultMaxHeaderBytes); aiohttp's
+        # 8 KiB default refused long label selectors and logged a traceback for each.
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                    max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
         await self.runner.setup()
         ssl_ctx = self._ssl_context() if self.config.tls else None
+        self._load_tokens()
         site = web.TCPSite(self.runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx,
                            backlog=1024, reuse_address=True)
         await site.start()
@@ -176,12 +193,19 @@ class APIServer:
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 
+    def ca_pem(self) -> bytes:
+        return self.pki.ca.cert_pem if self.pki is not None else b""
+
     def _load_tokens(self) -> None:
+        """The node join token: `pk1::<sha256 of the CA>::<secret>`, so agents can pin the CA."""
         path = os.path.join(self.config.data_dir, "token")
         if not os.path.exists(path):
+            import hashlib
+
+            ca_hash = hashlib.sha256(self.ca_pem()).hexdigest()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(f"pk1.{secrets.token_hex(24)}\n")
+                f.write(f"pk1::{ca_hash}::{secrets.token_hex(24)}\n")
         with open(path) as f:
             token = f.read().strip()
         self.authn.add_token(token, User("system:node-bootstrap", ("system:nodes", "system:bootstrappers",
@@ -201,6 +225,26 @@ class APIServer:
             with contextlib.suppress(KeyExistsError):
                 await self.storage.create(ns.key(None, name), orjson.dumps(obj))
         await self.cache.sync()
+        await self._bootstrap_kubernetes_service()
+
+    async def _bootstrap_kubernetes_service(self) -> None:
+        """The `kubernetes` Service in default, at the first address of the service range."""
+        import ipaddress
+
+        from pocketkube.apiserver.registry.store import WriteOptions
+
+        info = self.table.get("", "v1", "services")
+        assert info is not None
+        store = self.store_for(info)
+        first_ip = str(ipaddress.ip_network(self.config.service_cidr).network_address + 1)
+        svc = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "kubernetes", "namespace": "default",
+                            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+               "spec": {"type": "ClusterIP", "clusterIP": first_ip,
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.config.port}]}}
+        if self.cache.get(info.key("default", "kubernetes")) is None:
+            with contextlib.suppress(errors.AlreadyExists, errors.Invalid):
+                await store.create("default", svc, WriteOptions(field_manager="kube-apiserver"))
 
     async def _compactor(self) -> None:
         """Compact the store every interval to the revision seen one interval earlier, like kube."""
@@ -238,7 +282,13 @@ class APIServer:
             if e.status >= 400:
                 return _status_response(_http_error(e))
             raise
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            if request.transport is None or request.transport.is_closing():
+                # The client hung up (mid-body, mid-watch): nobody to answer. Returning lets aiohttp
+                # drop the connection quietly; raising would log a traceback for a client's choice.
+                return web.Response(status=400)
+            raise
+        except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug: answer 500 with a Status and log it, never crash
             log.exception("internal error serving %s %s", request.method, request.path)

@@ -87,7 +87,7 @@ class Subresources:
         if ri.verb == "update":
             obj = negotiation.decode_object(await request.read(), request.headers.get("Content-Type", ""))
             handlers.check_kind(info, obj)
-            opts = write_options(request.query)
+            opts = write_options(request)
             warnings = self.server.check_fields(info, obj, b"", field_validation_mode(request.query))
             updated = await store.update(ri.namespace, ri.name, obj, opts, subresource="status")
             return handlers.render_object(info, updated, accept, warnings=warnings)
@@ -101,7 +101,7 @@ class Subresources:
 
         if ri.verb == "get":
             return json_response(to_scale(info, await store.get(ri.namespace, ri.name)))
-        opts = write_options(request.query)
+        opts = write_options(request)
         if ri.verb == "update":
             scale = negotiation.decode_object(await request.read(), request.headers.get("Content-Type", ""))
             patch_body: Any = None
@@ -136,7 +136,8 @@ class Subresources:
                 expected = int(rv)
             except ValueError as e:
                 raise errors.BadRequest(f'invalid resource version "{rv}"') from e
-        updated = await store.guaranteed_update(ri.namespace, ri.name, mutate, opts, expected_revision=expected)
+        updated = await store.guaranteed_update(ri.namespace, ri.name, mutate, opts, expected_revision=expected,
+                                                subresource="scale")
         return json_response(to_scale(info, updated))
 
     async def _binding(self, request: web.Request, ri: RequestInfo, store: Store) -> web.Response:
@@ -147,7 +148,7 @@ class Subresources:
         node = target.get("name")
         if not node:
             raise errors.Invalid("", "Binding", ri.name, [errors.FieldError("target.name", "", kind="FieldValueRequired")])
-        opts = write_options(request.query)
+        opts = write_options(request)
 
         async def mutate(pod: Obj) -> Obj:
             if pod["metadata"].get("deletionTimestamp"):
@@ -177,7 +178,7 @@ class Subresources:
         obj = negotiation.decode_object(await request.read(), request.headers.get("Content-Type", ""))
         strategy = store.strategy
         assert isinstance(strategy, NamespaceStrategy)
-        opts = write_options(request.query)
+        opts = write_options(request)
 
         async def mutate(current: Obj) -> Obj:
             return strategy.prepare_for_finalize(obj, current)

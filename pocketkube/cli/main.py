@@ -24,6 +24,15 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch-cache-size", type=int, default=100_000,
                    help="events kept for watches to resume from (default 100000)")
     p.add_argument("--tls-san", action="append", default=[], help="extra IP for the serving certificate")
+    p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                   help="seconds without a Lease renewal before a node is NotReady (default 40)")
+    p.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network; each node gets a /24 of it")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds added to pods for the unreachable taint (default 300)")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds added to pods for the not-ready taint (default 300)")
+    p.add_argument("--control-plane-taint", action="store_true",
+                   help="taint the server's node NoSchedule so it runs system pods only")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -33,7 +42,9 @@ def _apiserver_config(args: argparse.Namespace) -> object:
     return APIServerConfig(data_dir=args.data_dir, port=args.port, bind_address=args.bind_address,
                            advertise_address=args.advertise_address, datastore=args.datastore,
                            compaction_interval=args.compaction_interval, watch_cache_size=args.watch_cache_size,
-                           extra_sans=list(args.tls_san))
+                           extra_sans=list(args.tls_san),
+                           default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
+                           default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds)
 
 
 def _run_async(coro: object) -> None:
@@ -47,17 +58,57 @@ def _run_async(coro: object) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def cmd_server(args: argparse.Namespace, *, disable_agent: bool) -> int:
+def cmd_server(args: argparse.Namespace, *, disable_agent: bool, disable_controllers: bool = False) -> int:
     from pocketkube.apiserver.server import APIServerConfig
     from pocketkube.server.control_plane import ServerConfig, run
 
     api_config = _apiserver_config(args)
     assert isinstance(api_config, APIServerConfig)
-    config = ServerConfig(apiserver=api_config, disable_agent=disable_agent)
+    config = ServerConfig(apiserver=api_config, disable_agent=disable_agent, disable_controllers=disable_controllers,
+                          control_plane_taint=args.control_plane_taint,
+                          node_monitor_grace_period=args.node_monitor_grace_period, cluster_cidr=args.cluster_cidr)
     try:
         config.validate()
     except ValueError as e:
         print(f"pocketkube: {e}", file=sys.stderr)
+        return 2
+    _run_async(run(config))
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    import socket
+
+    from pocketkube.agent.run import AgentConfig, run
+
+    token = args.token
+    if args.token_file:
+        with open(args.token_file) as f:
+            token = f.read().strip()
+    if args.hollow:
+        from pocketkube.agent.run import run_hollow
+        from pocketkube.hollow.fleet import FleetConfig
+
+        fleet = FleetConfig(count=args.count, name_prefix=args.name_prefix, lease_interval=args.lease_interval)
+        try:
+            fleet.validate()
+        except ValueError as e:
+            print(f"pocketkube agent: {e}", file=sys.stderr)
+            return 2
+        _run_async(run_hollow(args.server, token, fleet))
+        return 0
+    config = AgentConfig(server=args.server, token=token, data_dir=args.data_dir,
+                         node_name=args.node_name or socket.gethostname(), node_ip=args.node_ip,
+                         control_plane=args.control_plane, control_plane_taint=args.control_plane_taint,
+                         lease_interval=args.lease_interval, run_pods=not args.no_pods, bridge=args.bridge,
+                         node_netns=args.node_netns, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
+                         cluster_dns=args.cluster_dns, insecure_registries=list(args.insecure_registry),
+                         import_dirs=[os.path.join(os.path.dirname(args.data_dir.rstrip("/")), "images"),
+                                      os.path.join(args.data_dir, "images-import")])
+    try:
+        config.validate()
+    except ValueError as e:
+        print(f"pocketkube agent: {e}", file=sys.stderr)
         return 2
     _run_async(run(config))
     return 0
@@ -106,13 +157,51 @@ def main(argv: list[str] | None = None) -> int:
     apiserver = sub.add_parser("apiserver", help="run only the API server")
     _add_server_flags(apiserver)
     sub.add_parser("kubectl", help="run kubectl against this cluster's admin kubeconfig")
+    agent = sub.add_parser("agent", help="run a node: join the cluster and run its pods")
+    agent.add_argument("--server", required=True, help="API server URL, e.g. https://10.0.0.1:6443")
+    agent.add_argument("--token", default=os.environ.get("POCKETKUBE_TOKEN", ""), help="join token")
+    agent.add_argument("--token-file", default="", help="file holding the join token")
+    agent.add_argument("--data-dir", default="/var/lib/pocketkube/agent", help="agent state (default %(default)s)")
+    agent.add_argument("--node-name", default="", help="node name (default: hostname)")
+    agent.add_argument("--node-ip", default="127.0.0.1", help="this node's InternalIP (default 127.0.0.1)")
+    agent.add_argument("--control-plane", action="store_true", help="label the node as control plane")
+    agent.add_argument("--control-plane-taint", action="store_true",
+                       help="taint the node NoSchedule for user pods (as a master in a multi-node cluster)")
+    agent.add_argument("--lease-interval", type=float, default=10.0, help="seconds between Lease renewals")
+    agent.add_argument("--no-pods", action="store_true",
+                       help="register and heartbeat only; run no containers (no root needed)")
+    agent.add_argument("--bridge", default="cbr0", help="the node's pod bridge (default cbr0)")
+    agent.add_argument("--node-netns", default=None, help="the node's network namespace, when the node is one")
+    agent.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network of the cluster")
+    agent.add_argument("--service-cidr", default="10.43.0.0/16", help="service network of the cluster")
+    agent.add_argument("--cluster-dns", default="10.43.0.10", help="cluster DNS Service IP for pods")
+    agent.add_argument("--insecure-registry", action="append", default=[],
+                       help="registry reached over plain HTTP (localhost ones always are)")
+    agent.add_argument("--hollow", action="store_true", help="simulate nodes (no containers), for scale tests")
+    agent.add_argument("--count", type=int, default=1, help="with --hollow: how many nodes")
+    agent.add_argument("--name-prefix", default="hollow-", help="with --hollow: node name prefix")
+    agent.add_argument("-v", "--verbose", action="store_true")
+    cm = sub.add_parser("controller-manager", help="run the control loops against an API server")
+    cm.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
+    cm.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network; each node gets a /24 of it")
+    cm.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                    help="seconds without a Lease renewal before a node is NotReady (default 40)")
+    cm.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "server":
         return cmd_server(args, disable_agent=args.disable_agent)
     if args.command == "apiserver":
-        return cmd_server(args, disable_agent=True)
+        return cmd_server(args, disable_agent=True, disable_controllers=True)
+    if args.command == "agent":
+        return cmd_agent(args)
+    if args.command == "controller-manager":
+        from pocketkube.controllers.manager import ControllerManagerConfig, run
+
+        _run_async(run(ControllerManagerConfig(kubeconfig=args.kubeconfig, cluster_cidr=args.cluster_cidr,
+                                               node_monitor_grace_period=args.node_monitor_grace_period)))
+        return 0
     parser.error(f"unknown command {args.command}")
     return 2
 

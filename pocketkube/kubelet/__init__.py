@@ -1,1 +1,1 @@
-"""kubelet."""
+"""The kubelet: registers the node, keeps its Lease and status fresh, and runs the pods bound to it."""

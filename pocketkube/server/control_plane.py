@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 
 from pocketkube.apiserver.server import APIServer, APIServerConfig
+from pocketkube.server.supervisor import ChildProcess, pocketkube_argv
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,10 @@ log = logging.getLogger(__name__)
 class ServerConfig:
     apiserver: APIServerConfig = field(default_factory=APIServerConfig)
     disable_agent: bool = False
+    disable_controllers: bool = False
+    control_plane_taint: bool = False
+    node_monitor_grace_period: float = 40.0
+    cluster_cidr: str = "10.42.0.0/16"
 
     def validate(self) -> None:
         self.apiserver.validate()
@@ -40,9 +46,40 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
              config.apiserver.data_dir)
     print(f"pocketkube: API server ready at {api.server_url()}", flush=True)
     print(f"pocketkube: admin kubeconfig written to {config.apiserver.data_dir}/kubeconfig.yaml", flush=True)
+    children: list[ChildProcess] = []
+    if not config.disable_controllers:
+        kubeconfig = os.path.join(config.apiserver.data_dir, "kubeconfig.yaml")
+        children.append(ChildProcess(
+            "controller-manager", pocketkube_argv("controller-manager", "--kubeconfig", kubeconfig,
+                                                  "--node-monitor-grace-period", str(config.node_monitor_grace_period),
+                                                  "--cluster-cidr", config.cluster_cidr),
+            log_path=os.path.join(config.apiserver.data_dir, "controller-manager.log")))
+    if not config.disable_agent:
+        data_dir = config.apiserver.data_dir
+        children.append(ChildProcess(
+            "agent", pocketkube_argv("agent", "--server", f"https://127.0.0.1:{api.port}", "--token-file",
+                                     os.path.join(data_dir, "token"), "--data-dir", os.path.join(data_dir, "agent"),
+                                     "--node-ip", config.apiserver.advertise_address, "--control-plane",
+                                     "--cluster-cidr", config.cluster_cidr, "--service-cidr", config.apiserver.service_cidr,
+                                     *(["--control-plane-taint"] if config.control_plane_taint else [])),
+            log_path=os.path.join(data_dir, "agent.log")))
     if ready is not None:
         ready.set()
     try:
-        await stop.wait()
+        async with asyncio.TaskGroup() as tg:
+            for child in children:
+                tg.create_task(child.run(), name=child.name)
+            await stop.wait()
+            for child in children:
+                await child.stop()
+            raise _Stop
+    except* _Stop:
+        pass
     finally:
+        for child in children:
+            await child.stop()
         await api.stop()
+
+
+class _Stop(Exception):
+    """Ends the supervisor's task group on a signal."""

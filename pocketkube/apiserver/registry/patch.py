@@ -78,7 +78,7 @@ async def patch_resource(server: APIServer, request: web.Request, store: Store, 
     info = store.info
     body, patch_type = await read_patch(request)
     query = request.query
-    opts = write_options(query)
+    opts = write_options(request)
     mode = field_validation_mode(query)
     sch = None if info.custom else schema.definition_for(info.group, info.version, info.kind)
     if patch_type == negotiation.STRATEGIC_MERGE_PATCH and info.custom:
@@ -100,23 +100,22 @@ async def patch_resource(server: APIServer, request: web.Request, store: Store, 
         if new_md.get("resourceVersion") not in (None, "", rv):
             raise store.conflict(ri.name)
         new_md["resourceVersion"] = rv
+        # kube's patcher runs checkName and the namespace check on the patched object (handlers/patch.go)
+        if new_md.get("name") != ri.name:
+            raise errors.BadRequest(f"the name of the object ({new_md.get('name') or ''}) does not match the name "
+                                    f"on the URL ({ri.name})")
+        if ri.namespace and new_md.get("namespace") not in (None, "", ri.namespace):
+            raise errors.BadRequest("the namespace of the provided object does not match the namespace sent on "
+                                    "the request")
         if new.get("kind") != info.kind or new.get("apiVersion") != info.api_version:
             raise errors.BadRequest(f"the patch may not change the object's kind or apiVersion "
                                     f"({new.get('apiVersion')}/{new.get('kind')})")
         warnings[:] = server.check_fields(info, new, b"", mode)
         return new
 
-    if not opts.field_manager:
-        opts.field_manager = _default_manager(request)
     obj = await store.guaranteed_update(ri.namespace, ri.name, mutate, opts, expected_revision=expected[0],
                                         subresource=subresource)
     return obj, False, warnings
-
-
-def _default_manager(request: web.Request) -> str:
-    """kube derives the manager of a non-apply write from the User-Agent's first word."""
-    agent = request.headers.get("User-Agent", "unknown")
-    return agent.split("/", 1)[0][:128] or "unknown"
 
 
 async def _server_side_apply(server: APIServer, request: web.Request, store: Store, ri: RequestInfo, body: Any,
@@ -126,7 +125,7 @@ async def _server_side_apply(server: APIServer, request: web.Request, store: Sto
     info = store.info
     if not isinstance(body, dict):
         raise errors.BadRequest("the apply patch must be an object")
-    if not opts.field_manager:
+    if not request.query.get("fieldManager"):
         raise errors.Invalid(info.group, info.kind, ri.name, [
             errors.FieldError("fieldManager", "is required for apply patch", kind="FieldValueRequired")])
     server.handlers.check_kind(info, body)
@@ -137,6 +136,10 @@ async def _server_side_apply(server: APIServer, request: web.Request, store: Sto
     sch = None if info.custom else schema.definition_for(info.group, info.version, info.kind)
     warnings = server.check_fields(info, body, b"", mode)
     now = meta.now_rfc3339()
+    # Through the main resource, status belongs to the status subresource (and the reverse).
+    reset: tuple[str, ...] = ()
+    if store.strategy.has_status:
+        reset = ("status",) if not subresource else ()
     try:
         await store.get_cached(ri.namespace, ri.name)
         exists = True
@@ -145,7 +148,8 @@ async def _server_side_apply(server: APIServer, request: web.Request, store: Sto
     if not exists:
         if subresource:
             raise store.not_found(ri.name)
-        obj = ssa.apply(None, body, manager=opts.field_manager, force=force, schema=sch, now=now)
+        obj = ssa.apply(None, body, manager=opts.field_manager, force=force, schema=sch, now=now,
+                        reset_fields=reset)
         obj.setdefault("metadata", {})["name"] = ri.name
         try:
             created = await store.create(ri.namespace, obj, _no_manager(opts))
@@ -154,7 +158,8 @@ async def _server_side_apply(server: APIServer, request: web.Request, store: Sto
             pass  # raced with a create: apply to what is there now
 
     async def mutate(current: Obj) -> Obj:
-        applied: Obj = ssa.apply(current, body, manager=opts.field_manager, force=force, schema=sch, now=now)
+        applied: Obj = ssa.apply(current, body, manager=opts.field_manager, force=force, schema=sch, now=now,
+                                 subresource=subresource, reset_fields=reset)
         return applied
 
     obj = await store.guaranteed_update(ri.namespace, ri.name, mutate, opts, subresource=subresource,

@@ -73,8 +73,8 @@ class ListResult:
     remaining: int | None = None
 
 
-ManagedFieldsHook = Callable[[Obj | None, Obj, str, str], Obj]
-AdmissionHook = Callable[[str, ResourceInfo, Obj, Obj | None], Awaitable[None]]
+ManagedFieldsHook = Callable[[Obj | None, Obj, str, str, str], Obj]
+AdmissionHook = Callable[[str, ResourceInfo, Obj, Obj | None, bool], Awaitable[None]]
 
 
 def encode(obj: Obj) -> bytes:
@@ -254,9 +254,9 @@ class Store:
         if errs:
             raise self.invalid(str(md.get("name", "")), errs)
         if self.admission is not None:
-            await self.admission("create", self.info, obj, None)
+            await self.admission("create", self.info, obj, None, opts.dry_run)
         if self.managed_fields is not None and opts.field_manager:
-            obj = self.managed_fields(None, obj, opts.field_manager, "Update")
+            obj = self.managed_fields(None, obj, opts.field_manager, "Update", "")
         name = str(md["name"])
         if opts.dry_run:
             if self.cache.get(self.key(namespace, name)) is not None:
@@ -264,8 +264,12 @@ class Store:
             return obj
         try:
             kv = await self.storage.create(self.key(namespace, name), encode(obj))
-        except KeyExistsError as e:
-            raise errors.AlreadyExists.for_resource(self.info.group, self.info.plural, name) from e
+        except BaseException as e:
+            if self.admission is not None:
+                await self.admission("create-failed", self.info, obj, None, False)
+            if isinstance(e, KeyExistsError):
+                raise errors.AlreadyExists.for_resource(self.info.group, self.info.plural, name) from e
+            raise
         return with_rv(obj, kv.mod_revision)
 
     # ---- update ----------------------------------------------------------------------------
@@ -309,9 +313,9 @@ class Store:
             new = await mutate(copy.deepcopy(old))
             new = self._prepare_update(new, old, subresource)
             if self.managed_fields is not None and opts.field_manager and operation == "Update":
-                new = self.managed_fields(old, new, opts.field_manager, "Update")
+                new = self.managed_fields(old, new, opts.field_manager, "Update", subresource)
             if self.admission is not None:
-                await self.admission("update", self.info, new, old)
+                await self.admission("update", self.info, new, old, opts.dry_run)
             if _same_object(new, old):
                 return copy.deepcopy(old)  # a no-op update writes nothing, like kube
             md = new["metadata"]
@@ -335,6 +339,10 @@ class Store:
 
     def _prepare_update(self, new: Obj, old: Obj, subresource: str) -> Obj:
         name = meta.name_of(old)
+        new_uid, old_uid = meta.metadata(new).get("uid"), old["metadata"].get("uid")
+        if new_uid and new_uid != old_uid:
+            # kube keeps the old uid only when none is sent; a different one fails ValidateObjectMetaUpdate
+            raise self.invalid(name, [errors.FieldError("metadata.uid", "field is immutable", value=new_uid)])
         if subresource == "status":
             new = self.strategy.prepare_for_status_update(new, old)
             errs = self.strategy.validate_status_update(new, old)
@@ -375,7 +383,7 @@ class Store:
                                           f"{opts.precondition_rv}, ResourceVersion in object meta: "
                                           f"{md.get('resourceVersion')}")
             if self.admission is not None:
-                await self.admission("delete", self.info, obj, None)
+                await self.admission("delete", self.info, obj, None, opts.dry_run)
             finalizers = list(md.get("finalizers") or [])
             policy = opts.propagation_policy
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:
@@ -429,6 +437,8 @@ class Store:
             raise self.conflict(name) from e
         except KeyNotFoundError as e:
             raise self.not_found(name) from e
+        if self.admission is not None:
+            await self.admission("deleted", self.info, obj, None, False)
         return with_rv(obj, rev)
 
 

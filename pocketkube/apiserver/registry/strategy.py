@@ -45,12 +45,14 @@ class Strategy:
     def validate(self, obj: Obj) -> list[FieldError]:
         from pocketkube.api import validation
 
-        return validation.validate(self.info.group, self.info.version, self.info.kind, obj, None)
+        return validation.validate(self.info.group, self.info.version, self.info.kind, obj, None,
+                                   namespaced=self.info.namespaced)
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
         from pocketkube.api import validation
 
-        return validation.validate(self.info.group, self.info.version, self.info.kind, new, old)
+        return validation.validate(self.info.group, self.info.version, self.info.kind, new, old,
+                                   namespaced=self.info.namespaced)
 
     # ---- create / update -------------------------------------------------------------------
     def prepare_for_create(self, obj: Obj) -> None:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from pocketkube.api import schema as k8s_schema
 from pocketkube.api.errors import BadRequest
@@ -131,6 +132,12 @@ POD_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         {"metadata": {"labels": {"a": "1", "b": "2"}}},
         {"metadata": {"labels": {"a": None, "c": "3"}}},
         {"metadata": {"labels": {"b": "2", "c": "3"}}},
+    ),
+    (
+        "directives dropped from new values, other $ keys kept",
+        pod_spec(),
+        {"spec": {"affinity": {"$retainKeys": ["x"], "$ref": "kept", "nodeAffinity": {"$patch": "replace"}}}},
+        pod_spec(affinity={"$ref": "kept", "nodeAffinity": {}}),
     ),
     (
         "type change replaces",
@@ -283,3 +290,84 @@ def test_malformed_patches_are_bad_requests(original: dict[str, Any], patch: dic
 def test_non_object_patch_is_bad_request() -> None:
     with pytest.raises(BadRequest):
         apply_strategic_merge_patch({}, [], POD)  # type: ignore[arg-type]
+
+
+# --- upstream semantics on a synthetic type (like patch_test.go's MergeItem) ----------------
+
+ITEM: dict[str, Any] = {"type": "object", "properties": {}}
+ITEM["properties"].update(
+    {
+        "name": {"type": "string"},
+        "value": {"type": "string"},
+        "other": {"type": "string"},
+        "mergingList": {
+            "type": "array",
+            "items": ITEM,
+            "x-kubernetes-patch-strategy": "merge",
+            "x-kubernetes-patch-merge-key": "name",
+        },
+        "nonMergingList": {"type": "array", "items": ITEM},
+        "mergingIntList": {"type": "array", "items": {"type": "integer"}, "x-kubernetes-patch-strategy": "merge"},
+        "nonMergingIntList": {"type": "array", "items": {"type": "integer"}},
+        "simpleMap": {"type": "object", "additionalProperties": {"type": "string"}},
+        "replacingItem": {"type": "object", "x-kubernetes-patch-strategy": "replace"},
+        "retainKeysMap": {"type": "object", "properties": {}, "x-kubernetes-patch-strategy": "retainKeys"},
+        "retainKeysMergingList": {
+            "type": "array",
+            "items": ITEM,
+            "x-kubernetes-patch-strategy": "merge,retainKeys",
+            "x-kubernetes-patch-merge-key": "name",
+        },
+    }
+)
+
+SYNTHETIC = """
+- [unique scalars, {mergingIntList: [1, 2]}, {mergingIntList: [2, 3]}, {mergingIntList: [1, 2, 3]}]
+- [non-merging scalars replaced, {nonMergingIntList: [1, 2]}, {nonMergingIntList: [3]}, {nonMergingIntList: [3]}]
+- [delete nested map, {simpleMap: {a: "1"}}, {simpleMap: {$patch: delete}}, {simpleMap: {}}]
+- [replace list with nothing, {mergingList: [{name: a}, {name: b}]}, {mergingList: [{$patch: replace}]}, {mergingList: []}]
+- [empty lists, {mergingList: []}, {mergingList: []}, {mergingList: []}]
+- [replace whole object, {name: a, value: b}, {$patch: replace, other: c}, {other: c}]
+- [delete every duplicate, {mergingList: [{name: a}, {name: a}, {name: b}]}, {mergingList: [{name: a, $patch: delete}]}, {mergingList: [{name: b}]}]
+- [empty map patch keeps retainKeys map, {retainKeysMap: {name: a, value: b}}, {retainKeysMap: {}}, {retainKeysMap: {name: a, value: b}}]
+- [retainKeys clears others, {retainKeysMap: {name: a, value: b}}, {retainKeysMap: {$retainKeys: [value, other], other: c}}, {retainKeysMap: {value: b, other: c}}]
+- [retainKeys in list items, {retainKeysMergingList: [{name: a, value: b}]}, {retainKeysMergingList: [{name: a, $retainKeys: [name, other], other: c}]}, {retainKeysMergingList: [{name: a, other: c}]}]
+- [patch order wins, {mergingList: [{name: "1"}, {name: "2", value: b}, {name: "3"}]}, {mergingList: [{name: "3", value: c}, {name: "1", value: a}]}, {mergingList: [{name: "2", value: b}, {name: "3", value: c}, {name: "1", value: a}]}]
+- [patch order wins for ints, {mergingIntList: [1, 2, 3]}, {mergingIntList: [3, 1]}, {mergingIntList: [2, 3, 1]}]
+- [order list may name absent items, {mergingList: [{name: "1"}, {name: "3"}]}, {$setElementOrder/mergingList: [{name: "3"}, {name: "2"}, {name: "1"}], mergingList: [{name: "3", value: "3"}, {name: "1", value: "1"}]}, {mergingList: [{name: "3", value: "3"}, {name: "1", value: "1"}]}]
+- [order alone reorders ints, {mergingIntList: [1, 3]}, {$setElementOrder/mergingIntList: [3, 2, 1]}, {mergingIntList: [3, 1]}]
+- [server-only items interleave, {mergingList: [{name: "1", other: a}, {name: "2", other: b}]}, {$setElementOrder/mergingList: [{name: "4"}, {name: "1"}, {name: "2"}, {name: "3"}], mergingList: [{name: "4", value: "4"}, {name: "3", value: "3"}]}, {mergingList: [{name: "4", value: "4"}, {name: "1", other: a}, {name: "2", other: b}, {name: "3", value: "3"}]}]
+- [delete and order scalars, {mergingIntList: [1, 2, 3, 4]}, {$setElementOrder/mergingIntList: [1, 2], $deleteFromPrimitiveList/mergingIntList: [3]}, {mergingIntList: [1, 2, 4]}]
+- [add and delete scalars, {mergingIntList: [1, 2, 3]}, {$setElementOrder/mergingIntList: [1, 2, 4], $deleteFromPrimitiveList/mergingIntList: [3], mergingIntList: [4]}, {mergingIntList: [1, 2, 4]}]
+- [replace strategy map, {replacingItem: {a: 1, b: 2}}, {replacingItem: {c: 3}}, {replacingItem: {c: 3}}]
+- [nested merging lists, {mergingList: [{name: a, mergingList: [{name: x, value: "1"}]}]}, {mergingList: [{name: a, mergingList: [{name: x, other: o}]}]}, {mergingList: [{name: a, mergingList: [{name: x, value: "1", other: o}]}]}]
+- [non-merging list of maps replaced, {nonMergingList: [{name: a}, {name: b}]}, {nonMergingList: [{name: c}]}, {nonMergingList: [{name: c}]}]
+"""
+
+
+def _synthetic_cases() -> list[Any]:
+    return [pytest.param(*case[1:], id=case[0]) for case in yaml.safe_load(SYNTHETIC)]
+
+
+@pytest.mark.parametrize(("original", "patch", "expected"), _synthetic_cases())
+def test_upstream_semantics(original: dict[str, Any], patch: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert apply_strategic_merge_patch(original, patch, ITEM) == expected
+
+
+@pytest.mark.parametrize(
+    ("original", "patch", "message"),
+    [
+        (
+            {"mergingList": [{"name": "1"}, {"name": "3"}, {"name": "2"}]},
+            {"$setElementOrder/mergingList": [{"name": "1"}, {"name": "2"}, {"name": "3"}],
+             "mergingList": [{"name": "3", "value": "3"}, {"name": "1", "value": "1"}]},
+            "doesn't match",
+        ),
+        ({"mergingIntList": [1, 3, 2]}, {"$setElementOrder/mergingIntList": [1, 2, 3], "mergingIntList": [3, 1]}, "doesn't match"),
+        ({"mergingList": [{"name": "1"}]}, {"mergingList": [{"value": "b"}]}, "does not contain declared merge key"),
+        ({"retainKeysMap": {"name": "a"}}, {"retainKeysMap": {"$retainKeys": ["name"], "value": "b"}}, "retainKeys"),
+    ],
+)
+def test_upstream_errors(original: dict[str, Any], patch: dict[str, Any], message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        apply_strategic_merge_patch(original, patch, ITEM)
