@@ -70,6 +70,7 @@ class Background:
         self.proc = proc
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
+        self._stderr: str | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -104,20 +105,24 @@ class Background:
                 break
             if line is not None:
                 self.seen.append(line)
-        assert self.proc.stderr is not None
-        return code, "\n".join(self.seen), self.proc.stderr.read()
+        return code, "\n".join(self.seen), self._close()
 
     def stop(self) -> tuple[int, str]:
         """Terminate (this process only) and return (returncode, stderr)."""
         if self.proc.poll() is None:
             self.proc.terminate()
         code = self.proc.wait(10)
-        assert self.proc.stderr is not None
-        err = self.proc.stderr.read()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return code, err
+        return code, self._close()
+
+    def _close(self) -> str:
+        if self._stderr is None:
+            assert self.proc.stderr is not None
+            self._stderr = self.proc.stderr.read()
+            self._reader.join(10)
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+        return self._stderr
 
 
 def rows(table: str) -> list[list[str]]:

@@ -13,15 +13,10 @@ import json
 
 import pytest
 
-import pocketkube.api.apply as apply_module
 from tests.conftest import ServerProcess
 from tests.integration.kubectl_support import BINARIES, BINARY_IDS, Kubectl, poll
 
 pytestmark = pytest.mark.skipif(not BINARIES, reason="no kubectl binary")
-
-# The worktree may hold a temporary stub of api/apply.py (no managedFields, no conflicts).
-SSA_PENDING = pytest.mark.xfail((apply_module.__doc__ or "").startswith("TEMP STUB"),
-                                reason="server-side apply: api/apply.py is still a stub here", strict=True)
 
 
 @pytest.fixture(params=BINARY_IDS)
@@ -109,24 +104,21 @@ def test_delete_waits_for_the_object_to_go(k: Kubectl) -> None:
 
 @pytest.mark.parametrize(("cascade", "finalizer"), [("orphan", "orphan"), ("foreground", "foregroundDeletion")])
 def test_delete_cascade_policies(k: Kubectl, cascade: str, finalizer: str) -> None:
-    """The policy becomes a finalizer; kubectl keeps waiting until the object is really gone.
-
-    This server runs no garbage collector, so the finalizer stays until the test removes it — as
-    kube-apiserver without kube-controller-manager behaves.
-    """
+    """The policy becomes a finalizer; the garbage collector carries it out, and kubectl keeps
+    waiting until the object is really gone: orphaned ReplicaSets stay without their owner,
+    foreground deletion removes them before the Deployment."""
     k("create", "-f", "-", input=DEPLOYMENT)
-    waiting = k.background("delete", "deployment", "web", f"--cascade={cascade}", "--timeout=20s")
-    try:
-        live = poll(lambda: (d := k.obj("deployment", "web"))["metadata"].get("deletionTimestamp") and d)
-        assert live["metadata"]["finalizers"] == [finalizer]
-        assert live["metadata"]["deletionGracePeriodSeconds"] == 0
-        assert waiting.running()
-        k("patch", "deployment", "web", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-        code, out, err = waiting.finish()
-    finally:
-        waiting.stop()
+    rs = poll(lambda: (items := k.obj("replicasets", "-l", "app=web")["items"]) and items[0])
+    code, out, err = k.background("delete", "deployment", "web", f"--cascade={cascade}", "--timeout=30s").finish()
     assert (code, out, err) == (0, k.deleted('deployment.apps "web"'), "")
     assert 'deployments.apps "web" not found' in k.fails("get", "deployment", "web")
+    remaining = k.obj("replicasets", "-l", "app=web")["items"]
+    if cascade == "orphan":
+        assert [r["metadata"]["name"] for r in remaining] == [rs["metadata"]["name"]]
+        assert not remaining[0]["metadata"].get("ownerReferences")
+        k("delete", "replicaset", rs["metadata"]["name"], "--cascade=background")
+    else:
+        assert remaining == []
     # Background is the default and needs no finalizer.
     k("create", "-f", "-", input=DEPLOYMENT)
     assert k.out("delete", "deployment", "web", "--cascade=background") == k.deleted('deployment.apps "web"') + "\n"
@@ -249,7 +241,6 @@ def managers(obj: dict[str, object]) -> list[tuple[str, str]]:
     return [(e["manager"], e["operation"]) for e in entries]
 
 
-@SSA_PENDING
 def test_server_side_apply_and_conflicts(k: Kubectl) -> None:
     assert k.out("apply", "--server-side", "-f", "-", input=SSA_CONFIGMAP) == "configmap/ssa serverside-applied\n"
     cm = k.obj("configmap", "ssa", "--show-managed-fields")
@@ -274,14 +265,15 @@ def test_server_side_apply_and_conflicts(k: Kubectl) -> None:
     assert k.obj("configmap", "ssa")["data"] == {"a": "1"}
 
 
-@SSA_PENDING
 def test_updates_record_their_field_manager(k: Kubectl) -> None:
     k("create", "-f", "-", input=DEPLOYMENT)
     k("label", "deployment", "web", "x=y")
     editor = "sed -i s/busybox:1.36/busybox:1.37/"
     k("edit", "deployment", "web", env={"EDITOR": editor, "KUBE_EDITOR": editor})
     # kube sorts entries by operation, then time (seconds), then manager: compare as a set.
-    assert sorted(managers(k.obj("deployment", "web", "--show-managed-fields"))) == [
+    # Controllers (the deployment controller's status writes) manage fields too; keep kubectl's.
+    mine = [m for m in managers(k.obj("deployment", "web", "--show-managed-fields")) if m[0].startswith("kubectl")]
+    assert sorted(mine) == [
         ("kubectl-create", "Update"), ("kubectl-edit", "Update"), ("kubectl-label", "Update")]
 
 
