@@ -285,8 +285,6 @@ def test_label_and_annotate(k: Kubectl) -> None:
     assert k.out("get", "cm", "-l", "wave=1", "-o", "name") == "configmap/demo\nconfigmap/second\n"
 
 
-@pytest.mark.xfail(reason="server: an emptied metadata.annotations map is stored and served as {} "
-                   "(kube-apiserver drops it: Go omitempty on built-in types)", strict=True)
 def test_removing_the_last_annotation_leaves_no_empty_map(k: Kubectl) -> None:
     k("create", "-f", "-", input=CONFIGMAP)
     k("annotate", "configmap", "demo", "note=hi")
