@@ -50,6 +50,7 @@ metadata:
   name: p1
   labels: {app: p}
 spec:
+  schedulerName: kubectl-tests  # no such scheduler: the pod stays Pending, untouched, whatever nodes exist
   containers:
   - name: main
     image: busybox:1.36

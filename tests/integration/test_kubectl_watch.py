@@ -34,6 +34,7 @@ kind: Pod
 metadata:
   name: p1
 spec:
+  schedulerName: kubectl-tests  # no such scheduler: the pod stays Pending, untouched, whatever nodes exist
   containers:
   - name: main
     image: busybox:1.36
