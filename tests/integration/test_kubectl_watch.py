@@ -47,12 +47,13 @@ def watch_events(w: Background, count: int) -> list[list[str]]:
 
 
 def test_get_watch_prints_each_change(k: Kubectl) -> None:
-    k("create", "-f", "-", input=configmap("before", a="1"))
-    w = k.background("get", "configmaps", "-w", "--output-watch-events", "--request-timeout=20s")
+    mine = {"watch": "me"}  # the selector keeps out configmaps the control plane may add
+    k("create", "-f", "-", input=configmap("before", mine, a="1"))
+    w = k.background("get", "configmaps", "-w", "-l", "watch=me", "--output-watch-events", "--request-timeout=20s")
     try:
         assert w.next_line().split() == ["EVENT", "NAME", "DATA", "AGE"]
         assert watch_events(w, 1) == [["ADDED", "before", "1"]]
-        k("create", "-f", "-", input=configmap("w1", a="1"))
+        k("create", "-f", "-", input=configmap("w1", mine, a="1"))
         k("patch", "configmap", "w1", "--type=merge", "-p", '{"data":{"b":"2"}}')
         k("delete", "configmap", "w1")
         assert watch_events(w, 3) == [["ADDED", "w1", "1"], ["MODIFIED", "w1", "2"], ["DELETED", "w1", "2"]]

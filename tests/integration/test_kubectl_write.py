@@ -97,7 +97,7 @@ def test_delete_waits_for_the_object_to_go(k: Kubectl) -> None:
     assert 'Error from server (NotFound): configmaps "a" not found' in k.fails("get", "configmap", "a")
     assert k.out("delete", "configmap", "-l", "doomed=yes") == (
         k.deleted('configmap "b"') + "\n" + k.deleted('configmap "c"') + "\n")
-    assert k("get", "configmaps").stderr == f"No resources found in {k.namespace} namespace.\n"
+    assert k("get", "configmaps", "-l", "doomed").stderr == f"No resources found in {k.namespace} namespace.\n"
     assert 'configmaps "a" not found' in k.fails("delete", "configmap", "a")
     assert k.out("delete", "configmap", "a", "--ignore-not-found") == ""
 
