@@ -159,6 +159,43 @@ def test_patch_json_merge_and_strategic(k: Kubectl) -> None:
     assert images(k.obj("deployment", "web")) == [("solo", "alpine:3")]
 
 
+def test_set_image_set_env_and_rollout_restart(k: Kubectl) -> None:
+    """kubectl's strategic-merge patches on a pod template (containers keyed by name)."""
+    k("create", "-f", "-", input=DEPLOYMENT)
+    assert k.out("set", "image", "deployment/web", "side=busybox:1.37") == "deployment.apps/web image updated\n"
+    assert k.out("set", "env", "deployment/web", "-c", "side", "EXTRA=1") == "deployment.apps/web env updated\n"
+    assert k.out("rollout", "restart", "deployment/web") == "deployment.apps/web restarted\n"
+    deploy = k.obj("deployment", "web")
+    assert images(deploy) == [("nginx", "nginx:1.25"), ("side", "busybox:1.37")]
+    assert deploy["spec"]["template"]["spec"]["containers"][1]["env"] == [
+        {"name": "MODE", "value": "fast"}, {"name": "EXTRA", "value": "1"}]
+    assert list(deploy["spec"]["template"]["metadata"]["annotations"]) == ["kubectl.kubernetes.io/restartedAt"]
+    assert deploy["metadata"]["generation"] == 4
+
+
+MULTI = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: m1}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: m2}
+data: {a: "2"}
+"""
+
+
+def test_multi_document_apply_and_diff(k: Kubectl) -> None:
+    assert k.out("apply", "-f", "-", input=MULTI) == "configmap/m1 created\nconfigmap/m2 created\n"
+    assert k("diff", "-f", "-", input=MULTI).stdout == ""  # exit 0: no differences
+    result = k("diff", "-f", "-", input=MULTI.replace('a: "2"', 'a: "3"'), check=False)
+    assert result.returncode == 1, result.stderr  # 1: differences found (server-side dry run + diff)
+    changed = [line for line in result.stdout.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ['-  a: "2"', '+  a: "3"']
+    assert k.obj("configmap", "m2")["data"] == {"a": "2"}
+
+
 def test_replace(k: Kubectl) -> None:
     k("create", "-f", "-", input=configmap("cm", k="v"))
     live = k.obj("configmap", "cm")
