@@ -14,7 +14,7 @@ import json
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.integration.kubectl_support import BINARIES, BINARY_IDS, Kubectl, poll
+from tests.integration.kubectl_support import BINARIES, BINARY_IDS, Kubectl, poll, rows
 
 pytestmark = pytest.mark.skipif(not BINARIES, reason="no kubectl binary")
 
@@ -194,6 +194,39 @@ def test_multi_document_apply_and_diff(k: Kubectl) -> None:
     changed = [line for line in result.stdout.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
     assert changed == ['-  a: "2"', '+  a: "3"']
     assert k.obj("configmap", "m2")["data"] == {"a": "2"}
+
+
+def test_server_validation_and_preconditions(k: Kubectl) -> None:
+    err = k.fails("create", "-f", "-", input=configmap("BadName"))
+    assert ('The ConfigMap "BadName" is invalid: metadata.name: Invalid value: "BadName": a lowercase RFC 1123 '
+            "subdomain must consist of lower case alphanumeric characters, '-' or '.'") in err
+    k("apply", "-f", "-", input=DEPLOYMENT)
+    moved = DEPLOYMENT.replace("matchLabels: {app: web}", "matchLabels: {app: web, v: two}").replace(
+        "      labels: {app: web}", "      labels: {app: web, v: two}")
+    err = k.fails("apply", "-f", "-", input=moved)
+    assert 'The Deployment "web" is invalid: spec.selector: Invalid value: ' in err
+    assert err.rstrip().endswith("field is immutable")
+    out = k.out("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                                       "metadata": {"generateName": "gen-"}}))
+    assert out.startswith("configmap/gen-") and out.endswith(" created\n") and len(out) == len("configmap/gen-xxxxx created\n")
+    k("create", "-f", "-", input=configmap("rv"))
+    err = k.fails("label", "configmap", "rv", "a=b", "--resource-version=1")
+    assert 'Operation cannot be fulfilled on configmaps "rv": the object has been modified' in err
+    rv = k.obj("configmap", "rv")["metadata"]["resourceVersion"]
+    assert k.out("label", "configmap", "rv", "a=b", f"--resource-version={rv}") == "configmap/rv labeled\n"
+
+
+def test_secrets_are_base64(k: Kubectl) -> None:
+    assert k.out("create", "secret", "generic", "s1", "--from-literal=pw=hunter2") == "secret/s1 created\n"
+    assert k.out("get", "secret", "s1", "-o", "jsonpath={.type} {.data.pw}") == "Opaque aHVudGVyMg=="
+    table = rows(k.out("get", "secret", "s1"))
+    assert table[0] == ["NAME", "TYPE", "DATA", "AGE"]
+    assert table[1][:3] == ["s1", "Opaque", "1"]
+    stored = json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s2"}, "stringData": {"u": "me"}})
+    k("create", "-f", "-", input=stored)
+    secret = k.obj("secret", "s2")
+    assert secret["data"] == {"u": "bWU="}
+    assert "stringData" not in secret
 
 
 def test_replace(k: Kubectl) -> None:
