@@ -355,3 +355,17 @@ def test_scale_records_a_subresource_manager(k: Kubectl) -> None:
     assert sorted((e["manager"], e["operation"], e.get("subresource", "")) for e in entries
                   if e["manager"].startswith("kubectl")) == [
         ("kubectl", "Update", "scale"), ("kubectl-create", "Update", "")]
+
+
+def test_server_side_apply_keys_containers_by_name(k: Kubectl) -> None:
+    assert k.out("apply", "--server-side", "-f", "-", input=DEPLOYMENT) == "deployment.apps/web serverside-applied\n"
+    k("set", "image", "deployment/web", "nginx=nginx:9")  # manager kubectl-set takes one container's image
+    err = k.fails("apply", "--server-side", "-f", "-", input=DEPLOYMENT)
+    assert ('Apply failed with 1 conflict: conflict with "kubectl-set" using apps/v1: '
+            '.spec.template.spec.containers[name="nginx"].image') in err
+    k("apply", "--server-side", "--force-conflicts", "-f", "-", input=DEPLOYMENT)
+    assert images(k.obj("deployment", "web")) == [("nginx", "nginx:1.25"), ("side", "busybox:1.36")]
+    # The applier alone owns the `side` container: leaving it out of the configuration removes it.
+    without_side = DEPLOYMENT[:DEPLOYMENT.index("      - name: side")]
+    k("apply", "--server-side", "-f", "-", input=without_side)
+    assert images(k.obj("deployment", "web")) == [("nginx", "nginx:1.25")]
