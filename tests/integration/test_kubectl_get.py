@@ -153,6 +153,20 @@ def test_get_tables(k: Kubectl) -> None:
     assert table[1][3] == "back"
 
 
+def test_services_get_a_cluster_ip(k: Kubectl) -> None:
+    k("create", "-f", "-", input=DEPLOYMENT)
+    assert k.out("expose", "deployment", "web", "--port=80", "--target-port=8080") == "service/web exposed\n"
+    svc = k.obj("service", "web")
+    assert svc["spec"]["selector"] == {"app": "web"}
+    assert svc["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 8080}]
+    ip = svc["spec"]["clusterIP"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", ip)
+    assert svc["spec"]["clusterIPs"] == [ip]
+    table = rows(k.out("get", "service", "web", "-o", "wide"))
+    assert table[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]
+    assert table[1][:5] + table[1][6:] == ["web", "ClusterIP", ip, "<none>", "80/TCP", "app=web"]
+
+
 def test_get_yaml_json_name_jsonpath_custom_columns(k: Kubectl) -> None:
     k("create", "-f", "-", input=CONFIGMAP)
     k("create", "-f", "-", input=CONFIGMAP.replace("name: demo", "name: other").replace("hello", "bye"))
