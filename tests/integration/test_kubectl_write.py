@@ -369,3 +369,12 @@ def test_server_side_apply_keys_containers_by_name(k: Kubectl) -> None:
     without_side = DEPLOYMENT[:DEPLOYMENT.index("      - name: side")]
     k("apply", "--server-side", "-f", "-", input=without_side)
     assert images(k.obj("deployment", "web")) == [("nginx", "nginx:1.25")]
+
+
+def test_delete_namespace_waits_for_its_contents(k: Kubectl) -> None:
+    k("create", "-f", "-", input=configmap("inside", a="1"))
+    k("create", "-f", "-", input=DEPLOYMENT)
+    assert k.out("delete", "namespace", k.namespace, "--timeout=60s", namespaced=False) == (
+        f'namespace "{k.namespace}" deleted\n')
+    assert f'namespaces "{k.namespace}" not found' in k.fails("get", "namespace", k.namespace)
+    assert k("get", "configmaps,deployments").stderr == f"No resources found in {k.namespace} namespace.\n"
