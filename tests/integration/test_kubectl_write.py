@@ -1,10 +1,11 @@
 """Real kubectl, unchanged, against a real `pocketkube server`: changing objects.
 
 Both kubectl binaries, a namespace per test: `edit` (a strategic-merge patch computed by kubectl),
-`scale` (the /scale subresource), `delete` waiting for the 404 with each `--cascade` policy,
-`patch --type=json|merge|strategic`, `replace` (and its optimistic-concurrency conflict),
-`--dry-run=server`, client-side `apply` twice (three-way merge), and server-side apply with a
-conflict between field managers.
+`scale` (the /scale subresource), `delete` waiting for the 404 with each `--cascade` policy (and
+of a whole namespace), `patch --type=json|merge|strategic`, `set image|env`, `rollout restart`,
+`replace` (and its optimistic-concurrency conflict), `--dry-run=server`, `diff`, client-side
+`apply` twice (three-way merge), server-side apply with conflicts between field managers, and the
+server's validation messages as kubectl prints them.
 """
 
 from __future__ import annotations
