@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from pocketkube.client.rest import APIClient, ClientConfig, wait_until_ready
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.deployment import DeploymentController
+from pocketkube.controllers.endpoints import EndpointsController
+from pocketkube.controllers.endpointslice import EndpointSliceController
+from pocketkube.controllers.endpointslice_mirroring import EndpointSliceMirroringController
 from pocketkube.controllers.garbage_collector import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.node_ipam import NodeIPAMController
 from pocketkube.controllers.node_lifecycle import NodeLifecycleController
 from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.resourcequota import ResourceQuotaController
 from pocketkube.controllers.serviceaccount import ServiceAccountController
 
 
@@ -30,7 +34,9 @@ class ControllerManagerConfig:
 def build_controllers(client: APIClient, config: ControllerManagerConfig) -> list[Controller]:
     return [NamespaceController(client), NodeIPAMController(client, cluster_cidr=config.cluster_cidr), ServiceAccountController(client),
             ReplicaSetController(client), DeploymentController(client), GarbageCollector(client),
-            NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period)]
+            NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period),
+            ResourceQuotaController(client), EndpointSliceController(client), EndpointsController(client),
+            EndpointSliceMirroringController(client)]
 
 
 async def run(config: ControllerManagerConfig) -> None:

@@ -256,6 +256,9 @@ class Store:
             raise self.invalid(str(md.get("name", "")), errs)
         if self.admission is not None:
             await self.admission("create", self.info, obj, None, opts.dry_run)
+        if not md.get("name"):  # validation says so too; the storage key must never be built without it
+            raise self.invalid("", [errors.FieldError("metadata.name", "name or generateName is required",
+                                                      kind="FieldValueRequired")])
         if self.managed_fields is not None and opts.field_manager:
             obj = self.managed_fields(None, obj, opts.field_manager, "Update", "")
         name = str(md["name"])
@@ -408,7 +411,8 @@ class Store:
             if grace > 0:
                 current = nmd.get("deletionGracePeriodSeconds")
                 if current is None or grace < int(current):
-                    nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=grace))
+                    # an int64 of seconds overflows datetime; a century is "never" for a deletion
+                    nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=min(grace, 100 * 365 * 86400)))
                     nmd["deletionGracePeriodSeconds"] = grace
             elif not nmd.get("deletionTimestamp"):
                 nmd["deletionTimestamp"] = meta.format_time(now)
