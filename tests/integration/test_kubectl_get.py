@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import ServerProcess
-from tests.integration.kubectl_support import BINARIES, BINARY_IDS, Kubectl, rows
+from tests.integration.kubectl_support import BINARIES, BINARY_IDS, Kubectl, poll, rows
 
 pytestmark = pytest.mark.skipif(not BINARIES, reason="no kubectl binary")
 
@@ -166,6 +166,10 @@ def test_services_get_a_cluster_ip(k: Kubectl) -> None:
     table = rows(k.out("get", "service", "web", "-o", "wide"))
     assert table[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]
     assert table[1][:5] + table[1][6:] == ["web", "ClusterIP", ip, "<none>", "80/TCP", "app=web"]
+    # The endpoints controller publishes an Endpoints object (no ready pod: no addresses).
+    table = poll(lambda: rows(k("get", "endpoints", "web", check=False).stdout))
+    assert table[0] == ["NAME", "ENDPOINTS", "AGE"]
+    assert table[1][:2] == ["web", "<none>"]
 
 
 def test_get_yaml_json_name_jsonpath_custom_columns(k: Kubectl) -> None:
