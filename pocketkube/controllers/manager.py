@@ -7,13 +7,18 @@ from dataclasses import dataclass
 
 from pocketkube.client.rest import APIClient, ClientConfig, wait_until_ready
 from pocketkube.controllers.base import Controller
+from pocketkube.controllers.cronjob import CronJobController
+from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbage_collector import GarbageCollector
+from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.node_ipam import NodeIPAMController
 from pocketkube.controllers.node_lifecycle import NodeLifecycleController
 from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.controllers.serviceaccount import ServiceAccountController
+from pocketkube.controllers.statefulset import StatefulSetController
+from pocketkube.controllers.ttl_after_finished import TTLAfterFinishedController
 
 
 @dataclass
@@ -29,7 +34,9 @@ class ControllerManagerConfig:
 def build_controllers(client: APIClient, config: ControllerManagerConfig) -> list[Controller]:
     return [NamespaceController(client), NodeIPAMController(client), ServiceAccountController(client),
             ReplicaSetController(client), DeploymentController(client), GarbageCollector(client),
-            NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period)]
+            NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period),
+            DaemonSetController(client), StatefulSetController(client), JobController(client),
+            CronJobController(client), TTLAfterFinishedController(client)]
 
 
 async def run(config: ControllerManagerConfig) -> None:
