@@ -120,8 +120,11 @@ class CronJobController(Controller):
         old = cj.get("status") or {}
         if any(old.get(k) != status.get(k) for k in set(old) | set(status)):
             try:
-                await self.cj_client.patch(cj["metadata"]["name"], {"status": status}, cj["metadata"]["namespace"],
-                                           subresource="status", field_manager=MANAGER)
+                # The resourceVersion makes a write from a stale cache fail (and retry) instead of
+                # turning lastScheduleTime back.
+                await self.cj_client.patch(cj["metadata"]["name"], {
+                    "metadata": {"resourceVersion": cj["metadata"].get("resourceVersion")}, "status": status},
+                    cj["metadata"]["namespace"], subresource="status", field_manager=MANAGER)
             except errors.NotFound:
                 pass
 
@@ -157,7 +160,8 @@ class CronJobController(Controller):
                                       f"too many missed start times: {missed}. Set or decrease .spec.startingDeadlineSeconds or check clock skew")
         name = job_name(cj, scheduled)
         if any(j["metadata"]["name"] == name for j in by_uid.values()):
-            return active  # already ran (lastScheduleTime is catching up)
+            status["lastScheduleTime"] = meta.format_time(scheduled)  # already ran; our cache was behind
+            return active
         policy = spec.get("concurrencyPolicy", "Allow")
         if policy == "Forbid" and active:
             log.debug("cronjob %s: skipping %s, previous run still active", key, name)

@@ -253,10 +253,12 @@ class StatefulSetController(Controller):
         spec = sts.get("spec") or {}
         index = ordinal - int((spec.get("ordinals") or {}).get("start") or 0)
         strategy = spec.get("updateStrategy") or {}
-        if strategy.get("type", "RollingUpdate") == "RollingUpdate":
-            partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
-            return current if index < partition else update
-        return current if index < int((sts.get("status") or {}).get("currentReplicas") or 0) else update
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            return update  # OnDelete: whatever is (re)created gets the new template
+        rolling = strategy.get("rollingUpdate")
+        if rolling is None:
+            return current if index < int((sts.get("status") or {}).get("currentReplicas") or 0) else update
+        return current if index < int(rolling.get("partition") or 0) else update
 
     async def _execute(self, key: str, sts: Obj, pods: dict[int, Obj], current: Obj, update: Obj) -> Exception | None:
         create, delete = self.plan(sts, pods, update["metadata"]["name"])
