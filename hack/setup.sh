@@ -12,8 +12,17 @@ else
     setsid nohup .venv/bin/pocketkube server --data-dir "$DATA_DIR" >"$DATA_DIR/server.log" 2>&1 </dev/null &
     echo $! >"$DATA_DIR/server.pid"
 fi
-for _ in $(seq 1 100); do
-    [ -f "$DATA_DIR/kubeconfig.yaml" ] && .venv/bin/pocketkube kubectl --data-dir "$DATA_DIR" get --raw /readyz >/dev/null 2>&1 && break
+export POCKETKUBE_DATA_DIR="$DATA_DIR"
+for _ in $(seq 1 300); do
+    if [ -f "$DATA_DIR/kubeconfig.yaml" ] && .venv/bin/pocketkube kubectl get --raw /readyz >/dev/null 2>&1; then
+        break
+    fi
     sleep 0.1
 done
+.venv/bin/pocketkube kubectl get --raw /readyz >/dev/null
+for _ in $(seq 1 100); do
+    .venv/bin/pocketkube kubectl get nodes 2>/dev/null | grep -q " Ready " && break
+    sleep 0.2
+done
+.venv/bin/pocketkube kubectl get nodes
 echo "pocketkube is up. Try: pocketkube kubectl get nodes   (kubeconfig: $DATA_DIR/kubeconfig.yaml)"

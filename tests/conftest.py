@@ -35,6 +35,7 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     log_path: str
     extra_args: tuple[str, ...] = ()
+    command: str = "server"
 
     @property
     def url(self) -> str:
@@ -65,24 +66,25 @@ class ServerProcess:
 
     def restart(self) -> None:
         self.stop()
-        started = start_server(self.data_dir, port=self.port, extra_args=self.extra_args)
+        started = start_server(self.data_dir, port=self.port, extra_args=self.extra_args, command=self.command)
         self.proc = started.proc
 
 
 def start_server(data_dir: str, *, port: int | None = None, extra_args: tuple[str, ...] = (),
-                 timeout: float = 20.0) -> ServerProcess:
+                 timeout: float = 20.0, command: str = "server") -> ServerProcess:
+    """Start `pocketkube server --disable-agent` (or `pocketkube apiserver`: no control loops)."""
     port = port or free_port()
     os.makedirs(data_dir, exist_ok=True)
     log_path = os.path.join(data_dir, "server.log")
     log = open(log_path, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pocketkube", "server", "--data-dir", data_dir, "--port", str(port),
-         "--bind-address", "127.0.0.1", "--disable-agent", *extra_args],
+        [sys.executable, "-m", "pocketkube", command, "--data-dir", data_dir, "--port", str(port),
+         "--bind-address", "127.0.0.1", *(["--disable-agent"] if command == "server" else []), *extra_args],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
         env={**os.environ, "PYTHONPATH": REPO},
     )
     log.close()
-    server = ServerProcess(data_dir, port, proc, log_path, extra_args)
+    server = ServerProcess(data_dir, port, proc, log_path, extra_args, command)
     deadline = time.monotonic() + timeout
     ctx = ssl._create_unverified_context()
     while time.monotonic() < deadline:

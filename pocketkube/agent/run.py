@@ -32,6 +32,14 @@ class AgentConfig:
     lease_interval: float = 10.0
     status_interval: float = 10.0
     labels: dict[str, str] = field(default_factory=dict)
+    run_pods: bool = True  # False: register and heartbeat only (no container runtime)
+    bridge: str = "cbr0"
+    node_netns: str | None = None
+    cluster_cidr: str = "10.42.0.0/16"
+    service_cidr: str = "10.43.0.0/16"
+    cluster_dns: str = "10.43.0.10"
+    insecure_registries: list[str] = field(default_factory=list)
+    import_dirs: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         if not self.server.startswith(("https://", "http://")):
@@ -66,6 +74,8 @@ async def run(config: AgentConfig) -> None:
         print(f"pocketkube agent: node {config.node_name} registered", flush=True)
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(lease.run(), name="lease"), tg.create_task(status.run(), name="node-status")]
+            if config.run_pods:
+                tasks.append(tg.create_task(_run_kubelet(client, config), name="kubelet"))
             await stop.wait()
             for t in tasks:
                 t.cancel()
@@ -92,3 +102,19 @@ async def run_hollow(server: str, token: str, fleet_config: FleetConfig) -> None
             waiter.cancel()
     finally:
         await client.close()
+
+
+async def _run_kubelet(client: APIClient, config: AgentConfig) -> None:
+    from pocketkube.agent.node_runtime import NodeRuntimeConfig, build
+    from pocketkube.kubelet.kubelet import Kubelet, KubeletConfig
+    from pocketkube.kubelet.pod_files import DNSSettings
+
+    runtime = await build(client, NodeRuntimeConfig(
+        node_name=config.node_name, data_dir=config.data_dir, node_ip=config.node_ip, bridge=config.bridge,
+        cluster_cidr=config.cluster_cidr, service_cidr=config.service_cidr, node_netns=config.node_netns,
+        insecure_registries=config.insecure_registries, import_dirs=config.import_dirs))
+    kubelet = Kubelet(client, runtime, KubeletConfig(node_name=config.node_name, data_dir=config.data_dir,
+                                                     node_ip=config.node_ip,
+                                                     dns=DNSSettings(cluster_dns=config.cluster_dns)))
+    print(f"pocketkube agent: kubelet running pods of node {config.node_name}", flush=True)
+    await kubelet.run()

@@ -21,7 +21,8 @@ Errors = list[FieldError]
 
 NON_NEGATIVE = "must be greater than or equal to 0"
 IMMUTABLE = "field is immutable"
-STANDARD_FINALIZERS = frozenset({"kubernetes", "orphan", "foregroundDeletion"})
+STANDARD_FINALIZERS = frozenset({"kubernetes", "orphan", "foregroundDeletion",
+                                 "customresourcecleanup.apiextensions.k8s.io"})
 
 
 class GoLiteral(str):

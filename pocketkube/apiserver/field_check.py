@@ -67,7 +67,12 @@ def check_fields(server: APIServer, info: ResourceInfo, obj: dict[str, Any], raw
     dups = duplicate_fields(raw) if raw and mode != "Ignore" else []
     problems = field_problems(unknown=found.unknown, duplicate=dups)
     if mode == "Strict" and problems:
-        raise errors.BadRequest(strict_decoding_error(problems))
+        message = strict_decoding_error(problems)
+        if raw:
+            # A whole request body (create/update; patches pass b""): kube-apiserver's create and
+            # update handlers wrap decode errors (handlers/rest.go transformDecodeError).
+            message = cannot_be_handled(info.kind, info.version, message)
+        raise errors.BadRequest(message)
     for path in found.unknown:
         prune(obj, path)
     return problems if mode == "Warn" else []

@@ -125,6 +125,9 @@ class ResourceHandlers:
             if ri.name:
                 raise errors.MethodNotAllowed("POST to a named resource is not allowed")
             return await self.create(request, store, ri, info, accept)
+        if verb in ("update", "patch") and not ri.name:
+            # kube registers PUT and PATCH only on named objects: a collection answers 405
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
         if verb == "update":
             return await self.update(request, store, ri, info, accept)
         if verb == "patch":

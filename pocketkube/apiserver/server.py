@@ -36,6 +36,7 @@ from pocketkube.storage.interface import KeyExistsError, Storage
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+MAX_HEADER_BYTES = 1 << 20  # request line and each header, like Go's http.DefaultMaxHeaderBytes
 
 
 @dataclass
@@ -137,7 +138,10 @@ class APIServer:
         self.crds = CRDWatcher(self)
         await self.crds.start()
         app = self.make_app()
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # Go's http.Server allows 1 MiB of request line and headers (DefaultMaxHeaderBytes); aiohttp's
+        # 8 KiB default refused long label selectors and logged a traceback for each.
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                    max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
         await self.runner.setup()
         ssl_ctx = self._ssl_context() if self.config.tls else None
         self._load_tokens()
@@ -278,7 +282,13 @@ class APIServer:
             if e.status >= 400:
                 return _status_response(_http_error(e))
             raise
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            if request.transport is None or request.transport.is_closing():
+                # The client hung up (mid-body, mid-watch): nobody to answer. Returning lets aiohttp
+                # drop the connection quietly; raising would log a traceback for a client's choice.
+                return web.Response(status=400)
+            raise
+        except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug: answer 500 with a Status and log it, never crash
             log.exception("internal error serving %s %s", request.method, request.path)

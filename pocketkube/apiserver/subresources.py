@@ -122,6 +122,8 @@ class Subresources:
             else:
                 new_scale = scale
             replicas = (new_scale.get("spec") or {}).get("replicas")
+            if replicas is None:
+                replicas = 0  # Scale.spec.replicas is an omitempty int32: absent or null means 0
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.Invalid("autoscaling", "Scale", ri.name, [errors.FieldError(
                     "spec.replicas", "must be greater than or equal to 0", value=replicas)])

@@ -53,7 +53,10 @@ def decode(kv_key: str, value: bytes, revision: int) -> CachedObject:
     if not isinstance(md, dict):
         md = obj["metadata"] = {}
     md["resourceVersion"] = str(revision)
-    return CachedObject(kv_key, obj, orjson.dumps(obj), revision)
+    # orjson (>= 3.12) returns bytes that keep its whole output buffer (>= 4 KiB, a power of two
+    # for larger objects); a cached copy holds only what it needs (ijl/orjson, see
+    # home-assistant/core#181245). Costs ~0.2 us per object; saves ~3-15 KiB each.
+    return CachedObject(kv_key, obj, bytes(memoryview(orjson.dumps(obj))), revision)
 
 
 @dataclass(slots=True)

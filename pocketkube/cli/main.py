@@ -26,6 +26,7 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-san", action="append", default=[], help="extra IP for the serving certificate")
     p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
                    help="seconds without a Lease renewal before a node is NotReady (default 40)")
+    p.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network; each node gets a /24 of it")
     p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
                    help="tolerationSeconds added to pods for the unreachable taint (default 300)")
     p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
@@ -65,7 +66,7 @@ def cmd_server(args: argparse.Namespace, *, disable_agent: bool, disable_control
     assert isinstance(api_config, APIServerConfig)
     config = ServerConfig(apiserver=api_config, disable_agent=disable_agent, disable_controllers=disable_controllers,
                           control_plane_taint=args.control_plane_taint,
-                          node_monitor_grace_period=args.node_monitor_grace_period)
+                          node_monitor_grace_period=args.node_monitor_grace_period, cluster_cidr=args.cluster_cidr)
     try:
         config.validate()
     except ValueError as e:
@@ -99,7 +100,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
     config = AgentConfig(server=args.server, token=token, data_dir=args.data_dir,
                          node_name=args.node_name or socket.gethostname(), node_ip=args.node_ip,
                          control_plane=args.control_plane, control_plane_taint=args.control_plane_taint,
-                         lease_interval=args.lease_interval)
+                         lease_interval=args.lease_interval, run_pods=not args.no_pods, bridge=args.bridge,
+                         node_netns=args.node_netns, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
+                         cluster_dns=args.cluster_dns, insecure_registries=list(args.insecure_registry),
+                         import_dirs=[os.path.join(os.path.dirname(args.data_dir.rstrip("/")), "images"),
+                                      os.path.join(args.data_dir, "images-import")])
     try:
         config.validate()
     except ValueError as e:
@@ -163,12 +168,22 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--control-plane-taint", action="store_true",
                        help="taint the node NoSchedule for user pods (as a master in a multi-node cluster)")
     agent.add_argument("--lease-interval", type=float, default=10.0, help="seconds between Lease renewals")
+    agent.add_argument("--no-pods", action="store_true",
+                       help="register and heartbeat only; run no containers (no root needed)")
+    agent.add_argument("--bridge", default="cbr0", help="the node's pod bridge (default cbr0)")
+    agent.add_argument("--node-netns", default=None, help="the node's network namespace, when the node is one")
+    agent.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network of the cluster")
+    agent.add_argument("--service-cidr", default="10.43.0.0/16", help="service network of the cluster")
+    agent.add_argument("--cluster-dns", default="10.43.0.10", help="cluster DNS Service IP for pods")
+    agent.add_argument("--insecure-registry", action="append", default=[],
+                       help="registry reached over plain HTTP (localhost ones always are)")
     agent.add_argument("--hollow", action="store_true", help="simulate nodes (no containers), for scale tests")
     agent.add_argument("--count", type=int, default=1, help="with --hollow: how many nodes")
     agent.add_argument("--name-prefix", default="hollow-", help="with --hollow: node name prefix")
     agent.add_argument("-v", "--verbose", action="store_true")
     cm = sub.add_parser("controller-manager", help="run the control loops against an API server")
     cm.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
+    cm.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network; each node gets a /24 of it")
     cm.add_argument("--node-monitor-grace-period", type=float, default=40.0,
                     help="seconds without a Lease renewal before a node is NotReady (default 40)")
     cm.add_argument("-v", "--verbose", action="store_true")
@@ -184,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "controller-manager":
         from pocketkube.controllers.manager import ControllerManagerConfig, run
 
-        _run_async(run(ControllerManagerConfig(kubeconfig=args.kubeconfig,
+        _run_async(run(ControllerManagerConfig(kubeconfig=args.kubeconfig, cluster_cidr=args.cluster_cidr,
                                                node_monitor_grace_period=args.node_monitor_grace_period)))
         return 0
     parser.error(f"unknown command {args.command}")

@@ -18,11 +18,11 @@ from typing import Any
 
 from pocketkube.api import errors, meta
 from pocketkube.api.selectors import selector_from_spec
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers import deployment_util as du
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.events import EventRecorder
 from pocketkube.controllers.pod_util import controller_ref, is_active
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ from pocketkube.controllers.ttl_after_finished import TTLAfterFinishedController
 class ControllerManagerConfig:
     kubeconfig: str
     node_monitor_grace_period: float = 40.0
+    cluster_cidr: str = "10.42.0.0/16"
 
     def validate(self) -> None:
         if not self.kubeconfig:
@@ -32,7 +33,7 @@ class ControllerManagerConfig:
 
 
 def build_controllers(client: APIClient, config: ControllerManagerConfig) -> list[Controller]:
-    return [NamespaceController(client), NodeIPAMController(client), ServiceAccountController(client),
+    return [NamespaceController(client), NodeIPAMController(client, cluster_cidr=config.cluster_cidr), ServiceAccountController(client),
             ReplicaSetController(client), DeploymentController(client), GarbageCollector(client),
             NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period),
             DaemonSetController(client), StatefulSetController(client), JobController(client),

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pocketkube.api import errors, meta
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.events import EventRecorder
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]

@@ -27,6 +27,7 @@ class ServerConfig:
     disable_controllers: bool = False
     control_plane_taint: bool = False
     node_monitor_grace_period: float = 40.0
+    cluster_cidr: str = "10.42.0.0/16"
 
     def validate(self) -> None:
         self.apiserver.validate()
@@ -50,7 +51,8 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
         kubeconfig = os.path.join(config.apiserver.data_dir, "kubeconfig.yaml")
         children.append(ChildProcess(
             "controller-manager", pocketkube_argv("controller-manager", "--kubeconfig", kubeconfig,
-                                                  "--node-monitor-grace-period", str(config.node_monitor_grace_period)),
+                                                  "--node-monitor-grace-period", str(config.node_monitor_grace_period),
+                                                  "--cluster-cidr", config.cluster_cidr),
             log_path=os.path.join(config.apiserver.data_dir, "controller-manager.log")))
     if not config.disable_agent:
         data_dir = config.apiserver.data_dir
@@ -58,6 +60,7 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
             "agent", pocketkube_argv("agent", "--server", f"https://127.0.0.1:{api.port}", "--token-file",
                                      os.path.join(data_dir, "token"), "--data-dir", os.path.join(data_dir, "agent"),
                                      "--node-ip", config.apiserver.advertise_address, "--control-plane",
+                                     "--cluster-cidr", config.cluster_cidr, "--service-cidr", config.apiserver.service_cidr,
                                      *(["--control-plane-taint"] if config.control_plane_taint else [])),
             log_path=os.path.join(data_dir, "agent.log")))
     if ready is not None:

@@ -33,7 +33,7 @@ class ChildProcess:
         backoff = 0.5
         try:
             while True:
-                stdout = open(self.log_path, "ab") if self.log_path else None  # noqa: ASYNC230 - a local append
+                stdout = open(self.log_path, "ab") if self.log_path else None
                 try:
                     self.proc = await asyncio.create_subprocess_exec(
                         *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout or None,

@@ -45,6 +45,9 @@ _CLIENT_UNAVAILABLE = (
 )
 
 
+_MAX_RECEIVE = 2**31 - 1
+
+
 def _range_end(prefix: bytes) -> bytes:
     """etcd's range end for a prefix; b"\\0" (every key from the start key on) if there is none."""
     for i in reversed(range(len(prefix))):
@@ -100,7 +103,10 @@ class EtcdStorage(Storage):
             await self._broken.pop().close()
         if self._client is None:
             host, port = self._endpoints[self._next % len(self._endpoints)]
-            self._client = aetcd.Client(host, port, timeout=self._timeout)
+            # gRPC refuses answers over 4 MiB by default: a page of a few thousand pods is more.
+            # kube-apiserver's etcd client lifts the limit the same way (MaxCallRecvMsgSize).
+            self._client = aetcd.Client(host, port, timeout=self._timeout,
+                                        options={"grpc.max_receive_message_length": _MAX_RECEIVE})
         client = self._client
         await client.connect()  # idempotent, and aetcd serialises concurrent connects
         return client

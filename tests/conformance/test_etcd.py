@@ -98,3 +98,12 @@ async def test_fails_over_to_the_next_endpoint(etcd_url: str) -> None:
         assert await s.current_revision() > 0
     finally:
         await s.close()
+
+
+async def test_lists_answers_over_grpc_default_limit(store: EtcdStorage) -> None:
+    """A page bigger than gRPC's 4 MiB default (the watch cache relists 5000 objects a page)."""
+    value = b"x" * 1_000_000
+    for i in range(5):
+        await store.create(f"/big/{i}", value)
+    result = await store.list("/big/")
+    assert [kv.key for kv in result.items] == [f"/big/{i}" for i in range(5)]

@@ -23,7 +23,8 @@ def test_agent_registers_node_and_renews_lease(server: ServerProcess, tmp_path: 
     name = f"pk-node-{uuid.uuid4().hex[:6]}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token", _token(server),
-         "--data-dir", str(tmp_path), "--node-name", name, "--node-ip", "127.0.0.1", "--lease-interval", "0.5"],
+         "--data-dir", str(tmp_path), "--node-name", name, "--node-ip", "127.0.0.1", "--lease-interval", "0.5",
+         "--no-pods"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
         node = None

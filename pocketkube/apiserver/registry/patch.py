@@ -100,6 +100,13 @@ async def patch_resource(server: APIServer, request: web.Request, store: Store, 
         if new_md.get("resourceVersion") not in (None, "", rv):
             raise store.conflict(ri.name)
         new_md["resourceVersion"] = rv
+        # kube's patcher runs checkName and the namespace check on the patched object (handlers/patch.go)
+        if new_md.get("name") != ri.name:
+            raise errors.BadRequest(f"the name of the object ({new_md.get('name') or ''}) does not match the name "
+                                    f"on the URL ({ri.name})")
+        if ri.namespace and new_md.get("namespace") not in (None, "", ri.namespace):
+            raise errors.BadRequest("the namespace of the provided object does not match the namespace sent on "
+                                    "the request")
         if new.get("kind") != info.kind or new.get("apiVersion") != info.api_version:
             raise errors.BadRequest(f"the patch may not change the object's kind or apiVersion "
                                     f"({new.get('apiVersion')}/{new.get('kind')})")

@@ -339,6 +339,10 @@ class Store:
 
     def _prepare_update(self, new: Obj, old: Obj, subresource: str) -> Obj:
         name = meta.name_of(old)
+        new_uid, old_uid = meta.metadata(new).get("uid"), old["metadata"].get("uid")
+        if new_uid and new_uid != old_uid:
+            # kube keeps the old uid only when none is sent; a different one fails ValidateObjectMetaUpdate
+            raise self.invalid(name, [errors.FieldError("metadata.uid", "field is immutable", value=new_uid)])
         if subresource == "status":
             new = self.strategy.prepare_for_status_update(new, old)
             errs = self.strategy.validate_status_update(new, old)

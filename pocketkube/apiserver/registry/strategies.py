@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from pocketkube.api.resources import ResourceInfo
 from pocketkube.apiserver.registry.namespaces import NamespaceStrategy
 from pocketkube.apiserver.registry.pods import PodStrategy
@@ -18,6 +20,23 @@ class ServiceStrategy(Strategy):
 
 
 _BY_RESOURCE[("", "services")] = ServiceStrategy
+
+
+class SecretStrategy(Strategy):
+    """stringData is write-only: merged into data (base64) on every write, never stored or returned."""
+
+    def default(self, obj: dict[str, object]) -> None:
+        super().default(obj)
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict) and string_data:
+            data = obj.get("data")
+            merged = dict(data) if isinstance(data, dict) else {}
+            for key, value in string_data.items():
+                merged[key] = base64.b64encode(str(value).encode()).decode()
+            obj["data"] = merged
+
+
+_BY_RESOURCE[("", "secrets")] = SecretStrategy
 
 
 class CustomResourceStrategy(Strategy):

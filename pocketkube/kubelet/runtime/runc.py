@@ -1,0 +1,121 @@
+"""Thin async wrapper over the runc CLI: start, kill, state, list, delete, and exec argv.
+
+Every call is a short-lived `runc --root <runc_root> ...` whose stderr is turned into a typed
+error carrying runc's own message (logrus text `time=... level=error msg="..."` is unwrapped).
+Containers are never created here: conmon runs `runc create` (see conmon.py). stdin is always
+/dev/null so no runc child can hold the caller's pipes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal as signal_mod
+from dataclasses import dataclass, field
+from typing import Any
+
+from pocketkube.kubelet.runtime.errors import (
+    ContainerNotFound,
+    ContainerNotRunning,
+    RuntimeCommandError,
+    RuntimeError_,
+)
+
+RUNC = "/usr/sbin/runc"
+_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """`runc state`: status is one of creating, created, running, paused, stopped."""
+
+    id: str
+    status: str
+    pid: int
+    bundle: str = ""
+    created: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ContainerState:
+        return cls(id=str(raw.get("id", "")), status=str(raw.get("status", "")), pid=int(raw.get("pid") or 0),
+                   bundle=str(raw.get("bundle", "")), created=str(raw.get("created", "")),
+                   annotations=dict(raw.get("annotations") or {}))
+
+
+def runc_message(stderr: str) -> str:
+    """runc's error text without logrus decoration: the last `msg="..."`, unescaped, or the raw text."""
+    found = _MSG.findall(stderr)
+    if not found:
+        return stderr.strip()
+    inner = found[-1]
+    try:
+        text: str = json.loads(f'"{inner}"')
+    except ValueError:
+        text = inner.replace('\\"', '"')
+    return text
+
+
+def classify(message: str, container_id: str | None, returncode: int | None = None) -> RuntimeError_:
+    """The typed error for a runc failure message."""
+    lowered = message.lower()
+    if "container does not exist" in lowered:
+        return ContainerNotFound(message, container_id=container_id)
+    if "not running" in lowered or "process already finished" in lowered:
+        return ContainerNotRunning(message, container_id=container_id)
+    return RuntimeCommandError(message, container_id=container_id, returncode=returncode)
+
+
+def signal_arg(sig: int | str) -> str:
+    """runc accepts names (KILL, SIGTERM) or numbers; normalise ints and enum members."""
+    if isinstance(sig, signal_mod.Signals):
+        return str(int(sig))
+    return str(sig)
+
+
+class Runc:
+    """runc with a fixed state root (`--root`), one process per call."""
+
+    def __init__(self, root: str, *, binary: str = RUNC) -> None:
+        self.root = root
+        self.binary = binary
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", self.root, *args]
+
+    async def run(self, *args: str, container_id: str | None = None, timeout: float = 30.0) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv(*args), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise classify(runc_message(err.decode(errors="replace")) or f"runc {args[0]} failed",
+                           container_id, proc.returncode)
+        return out.decode(errors="replace")
+
+    async def start(self, container_id: str) -> None:
+        await self.run("start", container_id, container_id=container_id)
+
+    async def kill(self, container_id: str, sig: int | str, *, all_processes: bool = False) -> None:
+        extra = ["--all"] if all_processes else []
+        await self.run("kill", *extra, container_id, signal_arg(sig), container_id=container_id)
+
+    async def state(self, container_id: str) -> ContainerState:
+        out = await self.run("state", container_id, container_id=container_id)
+        return ContainerState.from_json(json.loads(out))
+
+    async def list(self) -> list[ContainerState]:
+        out = await self.run("list", "--format", "json")
+        raw = json.loads(out) if out.strip() else None
+        return [ContainerState.from_json(item) for item in raw or []]
+
+    async def delete(self, container_id: str, *, force: bool = False) -> None:
+        extra = ["--force"] if force else []
+        await self.run("delete", *extra, container_id, container_id=container_id)

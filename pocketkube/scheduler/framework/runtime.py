@@ -1,0 +1,195 @@
+"""Framework: one scheduling profile running its plugins over the nodes for one pod.
+
+The hot loop is `find_nodes_that_fit`: filters are bound methods in kube's order, a node stops at
+the first rejecting plugin, and the scan stops once `num_feasible_nodes_to_find` nodes fit (kube's
+adaptive percentageOfNodesToScore: 50% - nodes/125, at least 5% and at least 100 nodes), starting
+where the previous cycle stopped so every node gets its turn.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from pocketkube.scheduler.framework.interface import ClusterEvent, CycleState
+from pocketkube.scheduler.framework.status import Code, Status
+from pocketkube.scheduler.node_info import NodeInfo
+from pocketkube.scheduler.types import PodInfo
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE = 5
+NO_NODES_MSG = "no nodes available to schedule pods"
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NO_VICTIMS = "No preemption victims found for incoming pod"
+
+MIN_CHUNK = 64
+FilterFn = Callable[[CycleState, PodInfo, NodeInfo], "Status | None"]
+BatchFilterFn = Callable[[CycleState, PodInfo, list[NodeInfo], dict[str, "Status"]], list[NodeInfo]]
+
+
+def _each(f: FilterFn) -> BatchFilterFn:
+    """Adapt a per-node Filter to the chunked loop."""
+    def run(state: CycleState, pod: PodInfo, nodes: list[NodeInfo], statuses: dict[str, Status]) -> list[NodeInfo]:
+        out: list[NodeInfo] = []
+        for node in nodes:
+            st = f(state, pod, node)
+            if st is None:
+                out.append(node)
+            else:
+                statuses[node.name] = st
+        return out
+    return run
+
+
+def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND:
+        return num_all_nodes
+    pct = percentage or max(50 - num_all_nodes // 125, MIN_FEASIBLE_NODES_PERCENTAGE)
+    if pct >= 100:
+        return num_all_nodes
+    return max(num_all_nodes * pct // 100, MIN_FEASIBLE_NODES_TO_FIND)
+
+
+def _histogram(reasons: dict[str, int]) -> str:
+    return ", ".join(sorted(f"{n} {r}" for r, n in reasons.items()))
+
+
+class FitError(Exception):
+    """No node fits; str() is kube's FitError.Error() including the preemption summary."""
+
+    def __init__(self, pod: PodInfo, num_all_nodes: int, statuses: dict[str, Status]) -> None:
+        self.pod = pod
+        self.num_all_nodes = num_all_nodes
+        self.statuses = statuses
+        self.unschedulable_plugins = {s.plugin for s in statuses.values() if s.plugin}
+        reasons: dict[str, int] = {}
+        for st in statuses.values():
+            for r in st.reasons:
+                reasons[r] = reasons.get(r, 0) + 1
+        msg = f"0/{num_all_nodes} nodes are available:"
+        if reasons:
+            msg += f" {_histogram(reasons)}."
+        msg += " " + self._preemption_message()
+        super().__init__(msg)
+
+    def _preemption_message(self) -> str:
+        """What DefaultPreemption's PostFilter says. pocketkube does not evict victims: nodes where
+        removing lower-priority pods might help are reported as having no victims."""
+        if self.pod.preemption_never:
+            return "preemption: not eligible due to preemptionPolicy=Never."
+        counts: dict[str, int] = {}
+        for st in self.statuses.values():
+            why = NOT_HELPFUL if st.code == Code.UNSCHEDULABLE_AND_UNRESOLVABLE else NO_VICTIMS
+            counts[why] = counts.get(why, 0) + 1
+        return f"preemption: 0/{self.num_all_nodes} nodes are available: {_histogram(counts)}."
+
+
+class Framework:
+    def __init__(self, profile_name: str, plugins: dict[str, Any], *, filters: list[str],
+                 scores: dict[str, int], events: dict[str, list[ClusterEvent]],
+                 percentage_of_nodes_to_score: int = 0, rng: random.Random | None = None) -> None:
+        self.profile_name = profile_name
+        self.plugins = plugins
+        self.filter_names = [n for n in filters if n in plugins]
+        self.score_weights = {n: w for n, w in scores.items() if n in plugins}
+        self.events = events
+        self.percentage = percentage_of_nodes_to_score
+        self.rng = rng or random.Random()
+        self.next_start = 0
+
+    # PreFilter + Filter ----------------------------------------------------------------------------
+
+    def run_pre_filter(self, state: CycleState, pod: PodInfo) -> tuple[list[BatchFilterFn], Status | None]:
+        """-> (the Filter steps to run for this pod, a rejecting status if a PreFilter said no)."""
+        active: list[BatchFilterFn] = []
+        for name in self.filter_names:
+            plugin = self.plugins[name]
+            pre = getattr(plugin, "pre_filter", None)
+            if pre is not None:
+                st: Status | None = pre(state, pod)
+                if st is not None:
+                    if st.code == Code.SKIP:
+                        continue
+                    st.plugin = st.plugin or name
+                    return [], st
+            active.append(getattr(plugin, "filter_nodes", None) or _each(plugin.filter))
+        return active, None
+
+    def find_nodes_that_fit(self, state: CycleState, pod: PodInfo,
+                            nodes: list[NodeInfo]) -> tuple[list[NodeInfo], dict[str, Status]]:
+        """Feasible nodes (at most num_feasible_nodes_to_find) and the statuses of rejected ones.
+
+        Nodes go through the filters in chunks of the number still wanted, each plugin narrowing the
+        chunk in one call (`filter_nodes` when the plugin has it, else its per-node `filter`).
+        """
+        filters, rejected = self.run_pre_filter(state, pod)
+        statuses: dict[str, Status] = {}
+        if rejected is not None:
+            return [], {n.name: rejected for n in nodes}
+        n = len(nodes)
+        want = num_feasible_nodes_to_find(n, self.percentage)
+        start = self.next_start % n if n else 0
+        order = nodes[start:] + nodes[:start] if start else nodes
+        feasible: list[NodeInfo] = []
+        pos = 0
+        while pos < n and len(feasible) < want:
+            size = max(want - len(feasible), MIN_CHUNK)
+            chunk = order[pos:pos + size]
+            pos += len(chunk)
+            for f in filters:
+                chunk = f(state, pod, chunk, statuses)
+                if not chunk:
+                    break
+            feasible.extend(chunk)
+        if n:
+            self.next_start = (start + pos) % n
+        return feasible[:want], statuses
+
+    # PreScore + Score + NormalizeScore -------------------------------------------------------------
+
+    def prioritize(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        totals = [0] * len(nodes)
+        for name, weight in self.score_weights.items():
+            plugin = self.plugins[name]
+            pre = getattr(plugin, "pre_score", None)
+            if pre is not None:
+                st = pre(state, pod, nodes)
+                if st is not None and st.code == Code.SKIP:
+                    continue
+            batch = getattr(plugin, "score_nodes", None)
+            if batch is not None:
+                scores: list[int] = batch(state, pod, nodes)
+            else:
+                score = plugin.score
+                scores = [score(state, pod, node) for node in nodes]
+            normalize = getattr(plugin, "normalize_score", None)
+            if normalize is not None:
+                normalize(state, pod, nodes, scores)
+            if weight == 1:
+                totals = [t + s for t, s in zip(totals, scores, strict=True)]
+            else:
+                totals = [t + s * weight for t, s in zip(totals, scores, strict=True)]
+        return totals
+
+    def select_host(self, nodes: list[NodeInfo], totals: list[int]) -> NodeInfo:
+        """Highest total wins; ties are broken uniformly at random (reservoir sampling, like kube)."""
+        best = max(totals)
+        ties = [i for i, t in enumerate(totals) if t == best]
+        return nodes[ties[0] if len(ties) == 1 else self.rng.choice(ties)]
+
+    def schedule(self, pod: PodInfo, nodes: list[NodeInfo]) -> NodeInfo:
+        """One scheduling cycle: the chosen node, or FitError."""
+        if not nodes:
+            raise NoNodesAvailable(NO_NODES_MSG)
+        state = CycleState()
+        feasible, statuses = self.find_nodes_that_fit(state, pod, nodes)
+        if not feasible:
+            raise FitError(pod, len(nodes), statuses)
+        if len(feasible) == 1:
+            return feasible[0]
+        return self.select_host(feasible, self.prioritize(state, pod, feasible))
+
+
+class NoNodesAvailable(Exception):
+    """The cluster has no nodes at all."""
