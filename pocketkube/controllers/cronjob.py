@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pocketkube.api import errors, meta
 from pocketkube.api.cron import CronError, Schedule, parse_schedule
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.events import EventRecorder
 from pocketkube.controllers.job_util import finished
 from pocketkube.controllers.pod_util import controller_ref, owner_reference
 

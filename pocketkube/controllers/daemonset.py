@@ -18,12 +18,12 @@ from typing import Any
 
 from pocketkube.api import errors
 from pocketkube.api.selectors import selector_from_spec
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers import node_fit, revisions
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.deployment_util import scaled_value
-from pocketkube.controllers.events import EventRecorder
 from pocketkube.controllers.expectations import Expectations
 from pocketkube.controllers.owned_pods import deletion_observed
 from pocketkube.controllers.pod_util import controller_ref, is_available, is_ready, pod_from_template

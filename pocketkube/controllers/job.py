@@ -21,11 +21,11 @@ from datetime import datetime
 from typing import Any
 
 from pocketkube.api import errors, meta
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer, split_key
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers import job_util as ju
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.events import EventRecorder
 from pocketkube.controllers.expectations import Expectations
 from pocketkube.controllers.owned_pods import deletion_observed
 from pocketkube.controllers.pod_util import controller_ref, deletion_rank, is_ready

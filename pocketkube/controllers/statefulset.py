@@ -21,11 +21,11 @@ from typing import Any
 
 from pocketkube.api import errors
 from pocketkube.api.selectors import selector_from_spec
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers import revisions
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.events import EventRecorder
 from pocketkube.controllers.expectations import Expectations
 from pocketkube.controllers.owned_pods import deletion_observed
 from pocketkube.controllers.pod_util import (
