@@ -147,8 +147,8 @@ class DaemonSetController(Controller):
         await revisions.truncate_history(self.rev_client, ds, history, live | {current_hash})
         await self._update_status(ds, by_node, current_hash)
         min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
-        if min_ready > 0:  # readiness ripens into availability without an event
-            self.queue.add_after(key, min_ready)
+        if min_ready > 0 and any(is_ready(p) and not is_available(p, min_ready) for ps in by_node.values() for p in ps):
+            self.queue.add_after(key, min_ready)  # readiness ripens into availability without an event
         if error is not None:
             raise error
 

@@ -139,7 +139,9 @@ class JobController(Controller):
         indexed = (job.get("spec") or {}).get("completionMode") == "Indexed"
         completions = int((job.get("spec") or {}).get("completions") or 0)
         done = ju.parse_indexes(status.get("completedIndexes"))
+        suspended = bool((job.get("spec") or {}).get("suspend"))
         fresh_s, fresh_f = set(), set()
+        quiet: list[Obj] = []  # deleted because the Job was suspended: not a failure
         for p in pods:
             uid = p["metadata"]["uid"]
             if not self._tracked(p) or uid in unc_s or uid in unc_f:
@@ -151,7 +153,12 @@ class JobController(Controller):
                 if indexed and index is not None and 0 <= index < completions:
                     done.add(index)
             elif phase == "Failed" or p["metadata"].get("deletionTimestamp"):
-                fresh_f.add(uid)
+                if suspended and phase != "Failed":
+                    quiet.append(p)
+                else:
+                    fresh_f.add(uid)
+        if quiet:
+            await self.release(quiet)
         if fresh_s or fresh_f:
             unc_s |= fresh_s
             unc_f |= fresh_f
