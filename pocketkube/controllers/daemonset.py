@@ -25,7 +25,7 @@ from pocketkube.controllers import node_fit, revisions
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.deployment_util import scaled_value
 from pocketkube.controllers.expectations import Expectations
-from pocketkube.controllers.owned_pods import deletion_observed
+from pocketkube.controllers.owned_pods import deletion_observed, owner_key
 from pocketkube.controllers.pod_util import controller_ref, is_available, is_ready, pod_from_template
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,9 @@ class DaemonSetController(Controller):
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
         pod = new if new is not None else old
         assert pod is not None
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
+        key = owner_key(pod, "DaemonSet")
+        if key is None:
             return
-        key = f"{pod['metadata'].get('namespace')}/{ref['name']}"
         if old is None:
             self.expectations.observed_add(key)
         elif deletion_observed(old, new):

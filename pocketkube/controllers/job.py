@@ -27,7 +27,7 @@ from pocketkube.client.rest import APIClient
 from pocketkube.controllers import job_util as ju
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.expectations import Expectations
-from pocketkube.controllers.owned_pods import deletion_observed
+from pocketkube.controllers.owned_pods import deletion_observed, owner_key
 from pocketkube.controllers.pod_util import controller_ref, deletion_rank, is_ready
 
 Obj = dict[str, Any]
@@ -56,10 +56,9 @@ class JobController(Controller):
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
         pod = new if new is not None else old
         assert pod is not None
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "Job":
+        key = owner_key(pod, "Job")
+        if key is None:
             return
-        key = f"{pod['metadata'].get('namespace')}/{ref['name']}"
         uid = pod["metadata"].get("uid", "")
         if new is None or ju.TRACKING_FINALIZER not in (new["metadata"].get("finalizers") or []):
             self.released.discard(uid)

@@ -27,7 +27,7 @@ from pocketkube.client.rest import APIClient
 from pocketkube.controllers import revisions
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.expectations import Expectations
-from pocketkube.controllers.owned_pods import deletion_observed
+from pocketkube.controllers.owned_pods import deletion_observed, owner_key
 from pocketkube.controllers.pod_util import (
     controller_ref,
     is_available,
@@ -80,10 +80,9 @@ class StatefulSetController(Controller):
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
         pod = new if new is not None else old
         assert pod is not None
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "StatefulSet":
+        key = owner_key(pod, "StatefulSet")
+        if key is None:
             return
-        key = f"{pod['metadata'].get('namespace')}/{ref['name']}"
         if old is None:
             self.expectations.observed_add(key)
         elif deletion_observed(old, new):
