@@ -9,7 +9,8 @@ pods count as failed (podReplacementPolicy TerminatingOrFailed). Then it decides
 backoffLimit or a passed activeDeadlineSeconds add FailureTarget, enough successes
 (completions, or every index for completionMode Indexed) add SuccessCriteriaMet; remaining pods
 are deleted and, once none are left, Failed or Complete follows (kube 1.32's order). Otherwise it
-keeps min(parallelism, remaining) pods running, or none while suspended.
+keeps min(parallelism, remaining) pods running, or none while suspended; after failures, new
+pods wait an exponential backoff (10 s doubling to 6 min, reset by a success).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from pocketkube.api import errors, meta
 from pocketkube.client.events import EventRecorder
-from pocketkube.client.informer import Informer, split_key
+from pocketkube.client.informer import Informer, object_key, split_key
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers import job_util as ju
 from pocketkube.controllers.base import Controller
@@ -32,6 +33,8 @@ from pocketkube.controllers.pod_util import controller_ref, deletion_rank, is_re
 
 Obj = dict[str, Any]
 MANAGER = "job-controller"
+BACKOFF_BASE = 10.0
+BACKOFF_MAX = 360.0
 
 
 class JobController(Controller):
@@ -51,6 +54,7 @@ class JobController(Controller):
         self.expectations = Expectations()
         self.recorder = EventRecorder(client, MANAGER)
         self.released: set[str] = set()  # pod uids whose finalizer we removed, until the cache agrees
+        self.backoff: dict[str, tuple[int, datetime]] = {}  # key -> (failures since a success, last one)
         self.pod_control = self  # test seam: create_pod / delete_pod
 
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
@@ -101,6 +105,22 @@ class JobController(Controller):
         results = await asyncio.gather(*(one(p) for p in pods))
         return {r for r in results if r is not None}
 
+    # ---- backoff of failed pods (kube's backoffRecord) ---------------------------------------
+    def _note_outcomes(self, key: str, succeeded: int, failed: int) -> None:
+        count, last = self.backoff.get(key, (0, self.now()))
+        if succeeded:
+            count = 0
+        if failed:
+            count, last = count + failed, self.now()
+        self.backoff[key] = (count, last)
+
+    def _backoff_left(self, key: str, now: datetime) -> float:
+        count, last = self.backoff.get(key, (0, now))
+        if count <= 0:
+            return 0.0
+        delay: float = min(BACKOFF_BASE * 2.0 ** (count - 1), BACKOFF_MAX)
+        return max(delay - (now - last).total_seconds(), 0.0)
+
     # ---- sync ------------------------------------------------------------------------------
     def owned_pods(self, job: Obj) -> list[Obj]:
         ns, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
@@ -111,6 +131,7 @@ class JobController(Controller):
         cached = self.jobs.get(key)
         if cached is None:
             self.expectations.forget(key)
+            self.backoff.pop(key, None)
             ns, name = split_key(key)
             await self.release([p for p in self.pods.list() if p["metadata"].get("namespace") == ns
                                 and (controller_ref(p) or {}).get("kind") == "Job"
@@ -119,6 +140,7 @@ class JobController(Controller):
         job: Obj = {**copy.deepcopy(cached), "apiVersion": "batch/v1", "kind": "Job"}
         pods = self.owned_pods(job)
         if ju.finished(job) or job["metadata"].get("deletionTimestamp"):
+            self.backoff.pop(key, None)
             await self.release([p for p in pods if self._tracked(p)])
             return
         job = await self._count(job, pods)
@@ -165,6 +187,7 @@ class JobController(Controller):
             if indexed:
                 patch["completedIndexes"] = ju.format_indexes(done)
             job = await self._patch_status(job, patch)
+            self._note_outcomes(object_key(job), len(fresh_s), len(fresh_f))
         if not unc_s and not unc_f:
             return job
         by_uid = {p["metadata"]["uid"]: p for p in pods}
@@ -234,6 +257,10 @@ class JobController(Controller):
                 status["startTime"] = meta.format_time(now)
             status.setdefault("startTime", meta.format_time(now))
             creates, deletes = self._scale(job, active)
+            wait = self._backoff_left(key, now)
+            if creates and wait > 0:  # failed pods come back after 10 s, 20 s, 40 s … (at most 6 min)
+                creates = []
+                self.queue.add_after(key, wait)
             deadline = spec.get("activeDeadlineSeconds")
             if deadline is not None:
                 started = meta.parse_time(str(status["startTime"])) or now

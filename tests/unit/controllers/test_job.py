@@ -110,7 +110,13 @@ async def test_backoff_limit_fails_the_job_and_deletes_active_pods() -> None:
     finish(api, "Failed")
     await ctl.sync("ns/pi")
     assert job(api)["status"]["failed"] == 1 and not conditions(api)
-    assert len([p for p in pods(api) if p["status"]["phase"] == "Pending"]) == 3  # replaced
+    assert len([p for p in pods(api) if p["status"]["phase"] == "Pending"]) == 2  # backing off
+    api.clock += timedelta(seconds=9)
+    await ctl.sync("ns/pi")
+    assert len([p for p in pods(api) if p["status"]["phase"] == "Pending"]) == 2
+    api.clock += timedelta(seconds=1)
+    await ctl.sync("ns/pi")
+    assert len([p for p in pods(api) if p["status"]["phase"] == "Pending"]) == 3  # replaced after 10 s
     finish(api, "Failed")
     await ctl.sync("ns/pi")
     assert "FailureTarget" in conditions(api)
@@ -121,6 +127,23 @@ async def test_backoff_limit_fails_the_job_and_deletes_active_pods() -> None:
     assert failed["reason"] == "BackoffLimitExceeded"
     assert [p["status"]["phase"] for p in pods(api)] == ["Failed", "Failed"]  # active ones were deleted
     assert not any(p["metadata"].get("finalizers") for p in pods(api))
+
+
+async def test_backoff_doubles_and_a_success_resets_it() -> None:
+    api, ctl = make(completions=10, parallelism=1)
+    await ctl.sync("ns/pi")
+    for wait in (10, 20, 40):
+        finish(api, "Failed")
+        await ctl.sync("ns/pi")
+        api.clock += timedelta(seconds=wait - 1)
+        await ctl.sync("ns/pi")
+        assert not [p for p in pods(api) if p["status"]["phase"] == "Pending"], wait
+        api.clock += timedelta(seconds=1)
+        await ctl.sync("ns/pi")
+        assert len([p for p in pods(api) if p["status"]["phase"] == "Pending"]) == 1, wait
+    finish(api, "Succeeded")
+    await ctl.sync("ns/pi")
+    assert len([p for p in pods(api) if p["status"]["phase"] == "Pending"]) == 1  # no wait after a success
 
 
 async def test_active_deadline() -> None:
@@ -144,6 +167,8 @@ async def test_indexed_completion() -> None:
     assert pod0["metadata"]["labels"][ju.INDEX_KEY] == "0"
     assert pod0["spec"]["containers"][0]["env"][0]["name"] == "JOB_COMPLETION_INDEX"
     api.set_pod_phase(f"ns/{pod0['metadata']['name']}", "Failed")
+    await ctl.sync("ns/pi")
+    api.clock += timedelta(seconds=10)
     await ctl.sync("ns/pi")
     active_idx = sorted(ju.index_of(p) or 0 for p in pods(api) if p["status"]["phase"] == "Pending")
     assert active_idx == [0, 1]  # index 0 retried
