@@ -118,7 +118,7 @@ class JobController(Controller):
         count, last = self.backoff.get(key, (0, now))
         if count <= 0:
             return 0.0
-        delay: float = min(BACKOFF_BASE * 2.0 ** (count - 1), BACKOFF_MAX)
+        delay: float = min(BACKOFF_BASE * 2.0 ** min(count - 1, 16), BACKOFF_MAX)
         return max(delay - (now - last).total_seconds(), 0.0)
 
     # ---- sync ------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 A `pocketkube agent --hollow --count 3` subprocess provides three nodes that move bound pods to
 Running/Ready (and to Succeeded/Failed after the hollow-complete-after/fail-after annotations).
-Pods are bound by a tiny in-test binder (POST pods/NAME/binding) to the node their required node
-affinity names (DaemonSet pods) or round-robin — the server runs without a scheduler here.
+DaemonSet pods are placed by the real scheduler (run in-process: the server does not run one yet),
+which must honour their matchFields node affinity; other pods are bound round-robin by a tiny
+in-test binder (POST pods/NAME/binding), so those tests do not depend on scheduling at all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import pytest
 from pocketkube.api import meta
 from pocketkube.client.rest import APIClient, ClientConfig
 from pocketkube.controllers.node_fit import target_node
+from pocketkube.scheduler.run import SchedulerConfig
+from pocketkube.scheduler.run import run as run_scheduler
 from tests.conftest import REPO, ServerProcess, run_kubectl
 
 Obj = dict[str, Any]
@@ -87,6 +90,22 @@ async def bound(server: ServerProcess, ns: str, nodes: list[str]) -> AsyncIterat
         await asyncio.sleep(0.1)  # let the SSL transports close before the loop ends
 
 
+@contextlib.asynccontextmanager
+async def scheduled(server: ServerProcess) -> AsyncIterator[APIClient]:
+    """An API client, with the real scheduler running in-process while the block runs."""
+    config = ClientConfig.from_kubeconfig(server.kubeconfig)
+    client = APIClient(config)
+    task = asyncio.create_task(run_scheduler(SchedulerConfig(client_config=config)))
+    try:
+        yield client
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.close()
+        await asyncio.sleep(0.1)
+
+
 async def wait_for(fn: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -118,8 +137,7 @@ spec:
       containers: [{name: c, image: %s}]
 """
     kubectl_apply(server, namespace, doc % "busybox:1")
-    ds_client = None
-    async with bound(server, namespace, hollow_nodes) as client:
+    async with scheduled(server) as client:  # the real scheduler reads the pods' matchFields affinity
         ds_client = client.resource("apps", "v1", "daemonsets")
         hollow = [n["metadata"]["name"] for n in (await client.core("nodes").list(
             label_selector="pocketkube.io/hollow=true")).get("items") or []]
