@@ -105,6 +105,21 @@ async def run_hollow(server: str, token: str, fleet_config: FleetConfig) -> None
 
 
 async def _run_kubelet(client: APIClient, config: AgentConfig) -> None:
+    """Run the kubelet; if it fails (say the bridge cannot be made yet), log and try again."""
+    backoff = 1.0
+    while True:
+        try:
+            await _kubelet_once(client, config)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("kubelet failed; restarting in %.0fs", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+async def _kubelet_once(client: APIClient, config: AgentConfig) -> None:
     from pocketkube.agent.node_runtime import NodeRuntimeConfig, build
     from pocketkube.kubelet.kubelet import Kubelet, KubeletConfig
     from pocketkube.kubelet.pod_files import DNSSettings

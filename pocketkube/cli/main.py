@@ -47,9 +47,12 @@ def _apiserver_config(args: argparse.Namespace) -> object:
                            default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds)
 
 
-def _run_async(coro: object) -> None:
+def _run_async(coro: object, *, uvloop_ok: bool = True) -> None:
     import asyncio
 
+    if not uvloop_ok:
+        asyncio.run(coro)  # type: ignore[arg-type]
+        return
     try:
         import uvloop
 
@@ -110,7 +113,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"pocketkube agent: {e}", file=sys.stderr)
         return 2
-    _run_async(run(config))
+    # pyroute2's asyncio netlink sockets need the standard event loop (uvloop refuses AF_NETLINK).
+    _run_async(run(config), uvloop_ok=not config.run_pods)
     return 0
 
 
@@ -181,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--count", type=int, default=1, help="with --hollow: how many nodes")
     agent.add_argument("--name-prefix", default="hollow-", help="with --hollow: node name prefix")
     agent.add_argument("-v", "--verbose", action="store_true")
+    sch = sub.add_parser("scheduler", help="run the scheduler against an API server")
+    sch.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
+    sch.add_argument("--scheduler-name", default="default-scheduler", help="profile name pods ask for")
+    sch.add_argument("-v", "--verbose", action="store_true")
     cm = sub.add_parser("controller-manager", help="run the control loops against an API server")
     cm.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
     cm.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network; each node gets a /24 of it")
@@ -196,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_server(args, disable_agent=True, disable_controllers=True)
     if args.command == "agent":
         return cmd_agent(args)
+    if args.command == "scheduler":
+        from pocketkube.scheduler.run import SchedulerConfig
+        from pocketkube.scheduler.run import run as run_scheduler
+
+        _run_async(run_scheduler(SchedulerConfig(kubeconfig=args.kubeconfig, scheduler_name=args.scheduler_name)))
+        return 0
     if args.command == "controller-manager":
         from pocketkube.controllers.manager import ControllerManagerConfig, run
 

@@ -54,6 +54,9 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
                                                   "--node-monitor-grace-period", str(config.node_monitor_grace_period),
                                                   "--cluster-cidr", config.cluster_cidr),
             log_path=os.path.join(config.apiserver.data_dir, "controller-manager.log")))
+        children.append(ChildProcess(
+            "scheduler", pocketkube_argv("scheduler", "--kubeconfig", kubeconfig),
+            log_path=os.path.join(config.apiserver.data_dir, "scheduler.log")))
     if not config.disable_agent:
         data_dir = config.apiserver.data_dir
         children.append(ChildProcess(

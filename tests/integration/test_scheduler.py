@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from conftest import ServerProcess, start_server
+from tests.conftest import ServerProcess, start_server
 
 from pocketkube.client.rest import APIClient, ClientConfig, ResourceClient
 from pocketkube.scheduler.run import SchedulerConfig, run
