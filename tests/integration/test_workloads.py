@@ -2,9 +2,9 @@
 
 A `pocketkube agent --hollow --count 3` subprocess provides three nodes that move bound pods to
 Running/Ready (and to Succeeded/Failed after the hollow-complete-after/fail-after annotations).
-DaemonSet pods are placed by the real scheduler (run in-process: the server does not run one yet),
-which must honour their matchFields node affinity; other pods are bound round-robin by a tiny
-in-test binder (POST pods/NAME/binding), so those tests do not depend on scheduling at all.
+The server's scheduler binds the pods: DaemonSet pods through the matchFields node affinity the
+controller pins them with, the others through a nodeSelector on the hollow nodes' label (so no
+pod lands on a node another test left behind).
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ import pytest
 
 from pocketkube.api import meta
 from pocketkube.client.rest import APIClient, ClientConfig
-from pocketkube.controllers.node_fit import target_node
-from pocketkube.scheduler.run import SchedulerConfig
-from pocketkube.scheduler.run import run as run_scheduler
 from tests.conftest import REPO, ServerProcess, run_kubectl
 
 Obj = dict[str, Any]
@@ -59,51 +56,13 @@ def hollow_nodes(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 
 
 @contextlib.asynccontextmanager
-async def bound(server: ServerProcess, ns: str, nodes: list[str]) -> AsyncIterator[APIClient]:
-    """An API client, with pending pods of `ns` bound while the block runs."""
+async def api(server: ServerProcess) -> AsyncIterator[APIClient]:
     client = APIClient(ClientConfig.from_kubeconfig(server.kubeconfig))
-    pods = client.core("pods")
-
-    async def binder() -> None:
-        turn = 0
-        while True:
-            for pod in (await pods.list(ns)).get("items") or []:
-                md = pod["metadata"]
-                if (pod.get("spec") or {}).get("nodeName") or md.get("deletionTimestamp"):
-                    continue
-                node = target_node(pod) or nodes[turn % len(nodes)]
-                turn += 1
-                with contextlib.suppress(Exception):
-                    await pods.create_subresource(md["name"], "binding", {
-                        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": md["name"]},
-                        "target": {"apiVersion": "v1", "kind": "Node", "name": node}}, ns)
-            await asyncio.sleep(0.1)
-
-    task = asyncio.create_task(binder())
     try:
         yield client
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await client.close()
         await asyncio.sleep(0.1)  # let the SSL transports close before the loop ends
-
-
-@contextlib.asynccontextmanager
-async def scheduled(server: ServerProcess) -> AsyncIterator[APIClient]:
-    """An API client, with the real scheduler running in-process while the block runs."""
-    config = ClientConfig.from_kubeconfig(server.kubeconfig)
-    client = APIClient(config)
-    task = asyncio.create_task(run_scheduler(SchedulerConfig(client_config=config)))
-    try:
-        yield client
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await client.close()
-        await asyncio.sleep(0.1)
 
 
 async def wait_for(fn: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
@@ -137,7 +96,7 @@ spec:
       containers: [{name: c, image: %s}]
 """
     kubectl_apply(server, namespace, doc % "busybox:1")
-    async with scheduled(server) as client:  # the real scheduler reads the pods' matchFields affinity
+    async with api(server) as client:
         ds_client = client.resource("apps", "v1", "daemonsets")
         hollow = [n["metadata"]["name"] for n in (await client.core("nodes").list(
             label_selector="pocketkube.io/hollow=true")).get("items") or []]
@@ -178,12 +137,14 @@ spec:
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: nginx}]}
+    spec:
+      nodeSelector: {pocketkube.io/hollow: "true"}
+      containers: [{name: c, image: nginx}]
   volumeClaimTemplates:
   - metadata: {name: data}
     spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
 """)
-    async with bound(server, namespace, hollow_nodes) as client:
+    async with api(server) as client:
         sts = client.resource("apps", "v1", "statefulsets")
 
         async def ready() -> bool:
@@ -221,6 +182,7 @@ spec:
     metadata: {annotations: {%(annotation)s: "%(after)s"}}
     spec:
       restartPolicy: Never
+      nodeSelector: {pocketkube.io/hollow: "true"}
       containers: [{name: c, image: busybox}]
 """
 
@@ -229,7 +191,7 @@ async def test_job_completes_and_kubectl_shows_completions(server: ServerProcess
                                                           hollow_nodes: list[str]) -> None:
     kubectl_apply(server, namespace, JOB % {"name": "pi", "completions": 3, "backoff": 6, "extra": "",
                                             "annotation": "pocketkube.io/hollow-complete-after", "after": "0.5s"})
-    async with bound(server, namespace, hollow_nodes) as client:
+    async with api(server) as client:
         jobs = client.resource("batch", "v1", "jobs")
 
         async def complete() -> Obj | None:
@@ -251,7 +213,7 @@ async def test_job_backoff_limit_then_ttl_deletes_it(server: ServerProcess, name
     kubectl_apply(server, namespace, JOB % {"name": "bad", "completions": 4, "backoff": 1,
                                             "extra": "ttlSecondsAfterFinished: 2",
                                             "annotation": "pocketkube.io/hollow-fail-after", "after": "0.3s"})
-    async with bound(server, namespace, hollow_nodes) as client:
+    async with api(server) as client:
         jobs = client.resource("batch", "v1", "jobs")
 
         async def failed() -> Obj | None:
