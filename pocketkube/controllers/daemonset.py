@@ -5,8 +5,9 @@ a ControllerRevision (revisions.py), then walks the nodes: where a pod should ru
 nodeSelector, required node affinity, tolerated taints) and none does, it creates one pinned to
 the node by a required node affinity on metadata.name — the scheduler binds it; where one must
 not run, or there are duplicates or failed pods, it deletes. RollingUpdate then replaces pods of
-old revisions while at most maxUnavailable desired pods are unavailable; OnDelete waits for the
-user to delete them. Creates go in slow-start batches under expectations, like the ReplicaSet's.
+old revisions (daemonset_update.py: within maxUnavailable, or surging up to maxSurge); OnDelete
+waits for the user to delete them. Creates go in slow-start batches under expectations, like the
+ReplicaSet's.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from pocketkube.api.selectors import selector_from_spec
 from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import APIClient
-from pocketkube.controllers import node_fit, revisions
+from pocketkube.controllers import daemonset_update, node_fit, revisions
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.deployment_util import scaled_value
 from pocketkube.controllers.expectations import Expectations
 from pocketkube.controllers.owned_pods import deletion_observed, owner_key
 from pocketkube.controllers.pod_util import controller_ref, is_available, is_ready, pod_from_template
@@ -151,9 +151,17 @@ class DaemonSetController(Controller):
         if error is not None:
             raise error
 
-    def _plan(self, ds: Obj, by_node: dict[str, list[Obj]]) -> tuple[list[str], list[Obj]]:
+    def _desired(self, ds: Obj, by_node: dict[str, list[Obj]]) -> dict[str, list[Obj]]:
+        """Each node that should run a daemon pod → its live pods, oldest first."""
+        pod_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+        return {n["metadata"]["name"]: [p for p in by_node.get(n["metadata"]["name"], [])
+                                        if not p["metadata"].get("deletionTimestamp")]
+                for n in self.nodes.list() if node_fit.should_run(pod_spec, n)[0]}
+
+    def _plan(self, ds: Obj, by_node: dict[str, list[Obj]], current_hash: str) -> tuple[list[str], list[Obj]]:
         """(nodes needing a pod, pods to delete) — podsShouldBeOnNode for every node."""
         pod_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+        surge = daemonset_update.surging(ds)
         create: list[str] = []
         delete: list[Obj] = []
         names = set()
@@ -169,6 +177,8 @@ class DaemonSetController(Controller):
                 create.append(name)
             elif not keep:
                 delete += alive
+            elif len(alive) == 2 and surge and sum(daemonset_update.is_updated(p, current_hash) for p in alive) == 1:
+                continue  # an old pod and its surge replacement: the rolling update settles it
             elif len(alive) > 1:
                 delete += alive[1:]  # keep the oldest
         for name, pods in by_node.items():
@@ -176,39 +186,10 @@ class DaemonSetController(Controller):
                 delete += [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         return create, delete
 
-    def _rolling_victims(self, ds: Obj, by_node: dict[str, list[Obj]], current_hash: str) -> list[Obj]:
-        spec = ds.get("spec") or {}
-        strategy = spec.get("updateStrategy") or {}
-        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
-            return []
-        min_ready = int(spec.get("minReadySeconds") or 0)
-        pod_spec = (spec.get("template") or {}).get("spec") or {}
-        desired = [n for n in self.nodes.list() if node_fit.should_run(pod_spec, n)[0]]
-        max_unavailable = scaled_value((strategy.get("rollingUpdate") or {}).get("maxUnavailable", 1),
-                                       len(desired), round_up=True) or 1
-        unavailable = 0
-        old_available: list[Obj] = []
-        old_unavailable: list[Obj] = []
-        for node in desired:
-            pods = [p for p in by_node.get(node["metadata"]["name"], []) if not p["metadata"].get("deletionTimestamp")]
-            if not pods:
-                unavailable += 1
-                continue
-            pod = pods[0]
-            old = (pod["metadata"].get("labels") or {}).get(revisions.HASH_LABEL) != current_hash
-            if not is_available(pod, min_ready):
-                unavailable += 1
-                if old:
-                    old_unavailable.append(pod)
-            elif old:
-                old_available.append(pod)
-        budget = max(max_unavailable - unavailable, 0)
-        return old_unavailable + old_available[:budget]
-
     async def _manage(self, key: str, ds: Obj, by_node: dict[str, list[Obj]], current_hash: str) -> Exception | None:
-        create, delete = self._plan(ds, by_node)
+        create, delete = self._plan(ds, by_node, current_hash)
         if not create and not delete:
-            delete = self._rolling_victims(ds, by_node, current_hash)
+            create, delete = daemonset_update.rolling_plan(ds, self._desired(ds, by_node), current_hash)
         self.expectations.expect(key, adds=len(create), dels=len(delete))
         error: Exception | None = None
         results = await asyncio.gather(*(self.pod_control.delete_pod(ds, p) for p in delete), return_exceptions=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pocketkube.controllers import daemonset_update
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.node_fit import target_node
 from pocketkube.controllers.revisions import HASH_LABEL
@@ -113,6 +114,30 @@ async def test_rolling_update_respects_max_unavailable() -> None:
     assert api.get("daemonsets", "ns/agent")["status"]["updatedNumberScheduled"] == 3
 
 
+async def test_max_surge_starts_new_pods_before_stopping_old_ones() -> None:
+    api, ctl, _ = make(nodes=3, updateStrategy={"type": "RollingUpdate",
+                                                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    await ctl.sync("ns/agent")
+    run_all(api)
+    set_image(api, "v2")
+    await ctl.sync("ns/agent")
+    pods = api.items("pods")
+    assert len(pods) == 4  # one surge pod next to its old one, nothing deleted
+    surge = next(p for p in pods if p["spec"]["containers"][0]["image"] == "v2")
+    await ctl.sync("ns/agent")
+    assert len(api.items("pods")) == 4  # waits for the surge pod to be available
+    api.set_pod_phase(f"ns/{surge['metadata']['name']}", "Running")
+    await ctl.sync("ns/agent")
+    on_node = [p for p in api.items("pods") if target_node(p) == target_node(surge)]
+    assert [p["metadata"]["name"] for p in on_node] == [surge["metadata"]["name"]]  # old one gone
+    for _ in range(8):
+        await ctl.sync("ns/agent")
+        run_all(api)
+        assert len(api.items("pods")) <= 4
+    pods = api.items("pods")
+    assert len(pods) == 3 and all(p["spec"]["containers"][0]["image"] == "v2" for p in pods)
+
+
 async def test_rolling_back_reuses_the_old_revision() -> None:
     api, ctl, _ = make(nodes=1)
     await ctl.sync("ns/agent")
@@ -138,3 +163,12 @@ async def test_on_delete_waits_for_the_user() -> None:
     await ctl.sync("ns/agent")
     images = sorted(p["spec"]["containers"][0]["image"] for p in api.items("pods"))
     assert images == ["v1", "v2"]
+
+
+def test_update_budgets() -> None:
+    def ds(rolling: Obj) -> Obj:
+        return {"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": rolling}}}
+    assert daemonset_update.budgets(ds({"maxUnavailable": "50%"}), 3) == (0, 2)  # rounds up
+    assert daemonset_update.budgets(ds({"maxUnavailable": 0, "maxSurge": "10%"}), 25) == (3, 0)
+    assert daemonset_update.budgets(ds({"maxUnavailable": 0, "maxSurge": 0}), 5) == (0, 1)
+    assert not daemonset_update.surging({"spec": {"updateStrategy": {"type": "OnDelete"}}})
