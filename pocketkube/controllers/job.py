@@ -5,8 +5,9 @@ vanish before it is counted. `sync(key)` first records newly finished pods by ui
 status.uncountedTerminatedPods, then removes their finalizers, then moves them into
 status.succeeded / status.failed — a crash between steps never counts a pod twice or loses one
 (status writes carry the resourceVersion read, so a stale cache loses the race). Terminating
-pods count as failed (podReplacementPolicy TerminatingOrFailed). Then it decides: failures past
-backoffLimit or a passed activeDeadlineSeconds add FailureTarget, enough successes
+pods count as failed (podReplacementPolicy TerminatingOrFailed); a podFailurePolicy rule may
+ignore a failure or fail the Job at once. Then it decides: failures past backoffLimit or a
+passed activeDeadlineSeconds add FailureTarget, enough successes
 (completions, or every index for completionMode Indexed) add SuccessCriteriaMet; remaining pods
 are deleted and, once none are left, Failed or Complete follows (kube 1.32's order). Otherwise it
 keeps min(parallelism, remaining) pods running, or none while suspended; after failures, new
@@ -162,7 +163,8 @@ class JobController(Controller):
         done = ju.parse_indexes(status.get("completedIndexes"))
         suspended = bool((job.get("spec") or {}).get("suspend"))
         fresh_s, fresh_f = set(), set()
-        quiet: list[Obj] = []  # deleted because the Job was suspended: not a failure
+        quiet: list[Obj] = []  # stopped by suspension or ignored by podFailurePolicy: not failures
+        fail_job: str | None = None  # a podFailurePolicy FailJob rule matched: why
         for p in pods:
             uid = p["metadata"]["uid"]
             if not self._tracked(p) or uid in unc_s or uid in unc_f:
@@ -174,16 +176,22 @@ class JobController(Controller):
                 if indexed and index is not None and 0 <= index < completions:
                     done.add(index)
             elif phase == "Failed" or p["metadata"].get("deletionTimestamp"):
-                if suspended and phase != "Failed":
+                matched = ju.failure_policy_match(job, p) if phase == "Failed" else None
+                if (suspended and phase != "Failed") or (matched and matched[0] == "Ignore"):
                     quiet.append(p)
-                else:
-                    fresh_f.add(uid)
+                    continue
+                fresh_f.add(uid)
+                if matched and matched[0] == "FailJob" and fail_job is None:
+                    fail_job = matched[1]
         if quiet:
             await self.release(quiet)
         if fresh_s or fresh_f:
             unc_s |= fresh_s
             unc_f |= fresh_f
             patch: Obj = {"uncountedTerminatedPods": {"succeeded": sorted(unc_s), "failed": sorted(unc_f)}}
+            if fail_job is not None and not ju.condition_true(job, "FailureTarget"):
+                patch["conditions"] = ju.set_condition(list(status.get("conditions") or []), "FailureTarget",
+                                                       "True", "PodFailurePolicy", fail_job, self.now())
             if indexed:
                 patch["completedIndexes"] = ju.format_indexes(done)
             job = await self._patch_status(job, patch)

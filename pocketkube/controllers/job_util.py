@@ -116,3 +116,38 @@ def new_pod(job: Obj, index: int | None) -> Obj:
 def restarts(pods: list[Obj]) -> int:
     return sum(int(cs.get("restartCount") or 0) for p in pods
                for cs in (p.get("status") or {}).get("containerStatuses") or [])
+
+
+def _failed_container(pod: Obj, req: Obj) -> Obj | None:
+    """The first container that exited non-zero with a code the requirement selects."""
+    status = pod.get("status") or {}
+    values = {int(v) for v in req.get("values") or []}
+    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        if req.get("containerName") and cs.get("name") != req["containerName"]:
+            continue
+        code = ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
+        if code is None or int(code) == 0:
+            continue
+        if (int(code) in values) == (req.get("operator") == "In"):
+            return dict(cs)
+    return None
+
+
+def failure_policy_match(job: Obj, pod: Obj) -> tuple[str, str] | None:
+    """(action, message) of the first podFailurePolicy rule a Failed pod matches."""
+    policy = (job.get("spec") or {}).get("podFailurePolicy") or {}
+    md = pod.get("metadata") or {}
+    where = f"{md.get('namespace')}/{md.get('name')}"
+    for i, rule in enumerate(policy.get("rules") or []):
+        action = str(rule.get("action") or "")
+        if rule.get("onExitCodes"):
+            cs = _failed_container(pod, rule["onExitCodes"])
+            if cs is not None:
+                code = cs["state"]["terminated"]["exitCode"]
+                return action, (f"Container {cs.get('name')} for pod {where} failed with exit code {code} "
+                                f"matching {action} rule at index {i}")
+        for pattern in rule.get("onPodConditions") or []:
+            for c in (pod.get("status") or {}).get("conditions") or []:
+                if c.get("type") == pattern.get("type") and c.get("status") == pattern.get("status", "True"):
+                    return action, f"Pod {where} has condition {c.get('type')} matching {action} rule at index {i}"
+    return None

@@ -209,3 +209,42 @@ def test_index_sets() -> None:
     assert ju.format_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
     assert ju.parse_indexes("0-2,5,7-8") == {0, 1, 2, 5, 7, 8}
     assert ju.format_indexes(set()) == "" and ju.parse_indexes("") == set()
+
+
+def exited(api: FakeAPI, pod: Obj, code: int) -> None:
+    key = f"ns/{pod['metadata']['name']}"
+    api.set_pod_phase(key, "Failed")
+    api.objects["pods"][key]["status"]["containerStatuses"] = [
+        {"name": "c", "state": {"terminated": {"exitCode": code}}}]
+
+
+async def test_pod_failure_policy_ignore_and_fail_job() -> None:
+    policy = {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [42]}},
+                        {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "NotIn",
+                                                              "values": [1, 42]}}]}
+    api, ctl = make(podFailurePolicy=policy, backoffLimit=0, parallelism=1, completions=1)
+    await ctl.sync("ns/pi")
+    exited(api, pods(api)[0], 42)
+    await ctl.sync("ns/pi")
+    assert not job(api)["status"].get("failed") and not conditions(api)  # ignored, not counted
+    assert len([p for p in pods(api) if p["status"]["phase"] == "Pending"]) == 1  # replaced at once
+    pending = next(p for p in pods(api) if p["status"]["phase"] == "Pending")
+    exited(api, pending, 3)
+    await ctl.sync("ns/pi")
+    await ctl.sync("ns/pi")
+    assert conditions(api) == ["FailureTarget", "Failed"]
+    failed = job(api)["status"]["conditions"][-1]
+    assert failed["reason"] == "PodFailurePolicy"
+    assert failed["message"] == (f"Container c for pod ns/{pending['metadata']['name']} failed with exit code 3 "
+                                 "matching FailJob rule at index 1")
+
+
+def test_failure_policy_on_pod_conditions() -> None:
+    job_obj = {"spec": {"podFailurePolicy": {"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}}}
+    pod = {"metadata": {"name": "p", "namespace": "ns"},
+           "status": {"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}}
+    assert ju.failure_policy_match(job_obj, pod) == (
+        "Ignore", "Pod ns/p has condition DisruptionTarget matching Ignore rule at index 0")
+    pod["status"]["conditions"][0]["status"] = "False"
+    assert ju.failure_policy_match(job_obj, pod) is None
