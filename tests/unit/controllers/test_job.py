@@ -240,9 +240,9 @@ async def test_pod_failure_policy_ignore_and_fail_job() -> None:
 
 
 def test_failure_policy_on_pod_conditions() -> None:
-    job_obj = {"spec": {"podFailurePolicy": {"rules": [
+    job_obj: Obj = {"spec": {"podFailurePolicy": {"rules": [
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}}}
-    pod = {"metadata": {"name": "p", "namespace": "ns"},
+    pod: Obj = {"metadata": {"name": "p", "namespace": "ns"},
            "status": {"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}}
     assert ju.failure_policy_match(job_obj, pod) == (
         "Ignore", "Pod ns/p has condition DisruptionTarget matching Ignore rule at index 0")
