@@ -2,7 +2,8 @@
 (kubernetes pkg/controller/statefulset, stateful_set_control.go).
 
 Pod `<set>-<ordinal>` gets hostname `<set>-<ordinal>`, subdomain `spec.serviceName` and one PVC
-`<claim>-<set>-<ordinal>` per volumeClaimTemplate (created, never deleted: Retain). With
+`<claim>-<set>-<ordinal>` per volumeClaimTemplate (kept unless persistentVolumeClaimRetentionPolicy
+says Delete: then the set, or for whenScaled the condemned pod, owns it and GC removes it). With
 podManagementPolicy OrderedReady, `sync(key)` does at most one thing per pass: create the lowest
 missing ordinal only when every lower one is Running and Ready, remove the highest condemned
 ordinal first; Parallel creates and removes all at once. RollingUpdate replaces pods whose
@@ -123,7 +124,8 @@ class StatefulSetController(Controller):
             if cmeta.get("annotations"):
                 md["annotations"] = cmeta["annotations"]
             if delete_with_set:
-                md["ownerReferences"] = [owner_reference(sts)]
+                md["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                          "name": sts["metadata"]["name"], "uid": sts["metadata"]["uid"]}]
             body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": md,
                     "spec": claim.get("spec") or {}}
             try:
@@ -144,7 +146,32 @@ class StatefulSetController(Controller):
         await self.recorder.event(sts, "Normal", "SuccessfulCreate",
                                   f"create Pod {pod['metadata']['name']} in StatefulSet {sts['metadata']['name']} successful")
 
+    async def _claims_follow_pod(self, sts: Obj, pod: Obj) -> None:
+        """whenScaled: Delete — the condemned pod becomes its claims' only owner, so GC removes them
+        with it (GC keeps an object while any owner lives, so the set's reference goes)."""
+        spec = sts.get("spec") or {}
+        if (spec.get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") != "Delete":
+            return
+        ns = sts["metadata"]["namespace"]
+        ref = {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}
+        for claim in spec.get("volumeClaimTemplates") or []:
+            pvc = self.claims.get(f"{ns}/{claim['metadata']['name']}-{pod['metadata']['name']}")
+            refs = list(((pvc or {}).get("metadata") or {}).get("ownerReferences") or [])
+            if pvc is None or any(r.get("uid") == ref["uid"] for r in refs):
+                continue
+            refs = [r for r in refs if r.get("uid") != sts["metadata"]["uid"]]
+            try:
+                await self.pvc_client.patch(pvc["metadata"]["name"], {"metadata": {"ownerReferences": [*refs, ref]}},
+                                            ns, field_manager=MANAGER)
+            except errors.NotFound:
+                pass
+
     async def delete_pod(self, sts: Obj, pod: Obj) -> None:
+        spec = sts.get("spec") or {}
+        start = int((spec.get("ordinals") or {}).get("start") or 0)
+        ordinal = ordinal_of(sts["metadata"]["name"], pod)
+        if ordinal is not None and not start <= ordinal < start + int(spec.get("replicas", 1)):
+            await self._claims_follow_pod(sts, pod)
         try:
             await self.pods_client.delete(pod["metadata"]["name"], pod["metadata"]["namespace"],
                                           uid=pod["metadata"].get("uid"))

@@ -83,6 +83,20 @@ async def test_identity_and_claims() -> None:
     assert "ownerReferences" not in api.get("persistentvolumeclaims", "ns/data-web-0")["metadata"]  # Retain
 
 
+async def test_claim_retention_policy_delete() -> None:
+    api, ctl = make(replicas=2, persistentVolumeClaimRetentionPolicy={"whenDeleted": "Delete", "whenScaled": "Delete"},
+                    volumeClaimTemplates=[{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}])
+    await settle(api, ctl)
+    refs = api.get("persistentvolumeclaims", "ns/data-web-0")["metadata"]["ownerReferences"]
+    assert [(r["kind"], r["name"]) for r in refs] == [("StatefulSet", "web")]
+    uid = api.get("pods", "ns/web-1")["metadata"]["uid"]
+    set_spec(api, replicas=1)
+    await ctl.sync("ns/web")
+    refs = api.get("persistentvolumeclaims", "ns/data-web-1")["metadata"]["ownerReferences"]
+    assert [(r["kind"], r["name"], r["uid"]) for r in refs] == [("Pod", "web-1", uid)]
+    assert "ownerReferences" in api.get("persistentvolumeclaims", "ns/data-web-0")["metadata"]
+
+
 async def test_scale_down_removes_highest_ordinal_first() -> None:
     api, ctl = make(replicas=4)
     await settle(api, ctl)
