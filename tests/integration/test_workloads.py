@@ -228,3 +228,42 @@ async def test_job_backoff_limit_then_ttl_deletes_it(server: ServerProcess, name
             return "bad" not in [j["metadata"]["name"] for j in (await jobs.list(namespace)).get("items") or []]
         await wait_for(gone, timeout=15)
     assert json.loads(run_kubectl(server, "-n", namespace, "get", "jobs", "-o", "json").stdout)["items"] == []
+
+
+async def test_cronjob_starts_jobs_and_records_status(server: ServerProcess, namespace: str,
+                                                     hollow_nodes: list[str]) -> None:
+    # "@every 1s" fires without waiting for a minute boundary; job names are per minute, so runs
+    # within one minute share a name and start once.
+    kubectl_apply(server, namespace, """
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "@every 1s"
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    spec:
+      template:
+        metadata: {annotations: {pocketkube.io/hollow-complete-after: "0.3s"}}
+        spec:
+          restartPolicy: Never
+          nodeSelector: {pocketkube.io/hollow: "true"}
+          containers: [{name: c, image: busybox}]
+""")
+    async with api(server) as client:
+        cronjobs = client.resource("batch", "v1", "cronjobs")
+
+        async def succeeded() -> Obj | None:
+            cj = await cronjobs.get("tick", namespace)
+            return cj if (cj.get("status") or {}).get("lastSuccessfulTime") else None
+        cj = await wait_for(succeeded)
+        jobs = (await client.resource("batch", "v1", "jobs").list(namespace)).get("items") or []
+    assert cj["status"]["lastScheduleTime"]
+    assert 1 <= len(jobs) <= 2  # at most a minute boundary apart (and history keeps one success)
+    for job in jobs:
+        assert job["metadata"]["name"].startswith("tick-")
+        assert job["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+        assert job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].endswith("Z")
+    row = run_kubectl(server, "-n", namespace, "get", "cronjobs").stdout.splitlines()[1].split()
+    assert row[:4] == ["tick", "@every", "1s", "<none>"]
+    run_kubectl(server, "-n", namespace, "patch", "cronjob", "tick", "--type=merge", "-p", '{"spec":{"suspend":true}}')
