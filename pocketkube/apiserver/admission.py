@@ -2,8 +2,8 @@
 
 Implemented here: NamespaceLifecycle (no new objects in missing or terminating namespaces; the
 system namespaces cannot be deleted), ServiceAccount (pods get `default`), DefaultTolerationSeconds
-(pods tolerate not-ready/unreachable for 300 s). Quota and LimitRange admission join them with the
-controllers that maintain their status.
+(pods tolerate not-ready/unreachable for 300 s), LimitRanger (limitranger.py) and ResourceQuota
+(quota.py, last, so it charges the defaulted object).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pocketkube.api import errors, meta
 from pocketkube.api.resources import ResourceInfo
+from pocketkube.apiserver import limitranger
 
 if TYPE_CHECKING:
     from pocketkube.apiserver.server import APIServer
@@ -31,6 +32,10 @@ async def admit(server: APIServer, operation: str, info: ResourceInfo, obj: Obj,
             _service_account(obj)
             _default_tolerations(obj, server.config.default_not_ready_toleration_seconds,
                                  server.config.default_unreachable_toleration_seconds)
+    if operation in ("create", "update") and info.namespaced:  # before allocation, which a refusal would leak
+        await limitranger.admit(server, operation, info, obj, old)
+        await server.quota.admit(operation, info, obj, old, dry_run)
+    if operation == "create":
         if services and not dry_run:
             await server.allocators.allocate(obj)
     elif services and operation == "create-failed":

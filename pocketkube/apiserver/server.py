@@ -73,6 +73,9 @@ class APIServer:
 
         self.allocators = Allocators(self.storage, service_cidr=config.service_cidr,
                                      node_port_range=config.node_port_range)
+        from pocketkube.apiserver.quota import QuotaAdmission
+
+        self.quota = QuotaAdmission(self)
         self.discovery = Discovery(self.table)
         self.authn = Authenticator()
         self._stores: dict[tuple[str, str, str], Store] = {}

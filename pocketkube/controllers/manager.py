@@ -10,12 +10,16 @@ from pocketkube.controllers.base import Controller
 from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
+from pocketkube.controllers.endpoints import EndpointsController
+from pocketkube.controllers.endpointslice import EndpointSliceController
+from pocketkube.controllers.endpointslice_mirroring import EndpointSliceMirroringController
 from pocketkube.controllers.garbage_collector import GarbageCollector
 from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.node_ipam import NodeIPAMController
 from pocketkube.controllers.node_lifecycle import NodeLifecycleController
 from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.resourcequota import ResourceQuotaController
 from pocketkube.controllers.serviceaccount import ServiceAccountController
 from pocketkube.controllers.statefulset import StatefulSetController
 from pocketkube.controllers.ttl_after_finished import TTLAfterFinishedController
@@ -36,6 +40,8 @@ def build_controllers(client: APIClient, config: ControllerManagerConfig) -> lis
     return [NamespaceController(client), NodeIPAMController(client, cluster_cidr=config.cluster_cidr), ServiceAccountController(client),
             ReplicaSetController(client), DeploymentController(client), GarbageCollector(client),
             NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period),
+            ResourceQuotaController(client), EndpointSliceController(client), EndpointsController(client),
+            EndpointSliceMirroringController(client),
             DaemonSetController(client), StatefulSetController(client), JobController(client),
             CronJobController(client), TTLAfterFinishedController(client)]
 

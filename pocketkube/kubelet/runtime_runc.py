@@ -26,6 +26,7 @@ from pocketkube.kubelet.network.sandbox import SandboxNetwork, pod_hostname
 from pocketkube.kubelet.records import ContainerRecord
 from pocketkube.kubelet.runtime.container_runtime import ContainerRuntime
 from pocketkube.kubelet.runtime.errors import RuntimeError_, SpecError
+from pocketkube.kubelet.runtime.host_facts import current_capabilities, passwd_resolver
 from pocketkube.kubelet.runtime.oci_spec import Mount, SandboxRef, build_container_spec
 from pocketkube.kubelet.runtime_service import Sandbox, StartFailure
 from pocketkube.kubelet.volumes import VolumeMount
@@ -51,6 +52,8 @@ class RuncRuntimeService:
         self.credentials = credentials  # async (pod) -> credentials for the image store
         self.pause_rootfs = os.path.join(data_dir, "pause-rootfs")
         self._pause_pids: dict[str, int] = {}
+        # "ALL" and privileged grant what this agent has (no CAP_SYS_RESOURCE on some hosts).
+        self._capabilities = current_capabilities()
         self._locks: dict[str, asyncio.Lock] = {}
 
     # ---- sandbox -----------------------------------------------------------------------------
@@ -188,7 +191,8 @@ class RuncRuntimeService:
                 if dataclasses.is_dataclass(image.config) else dict(image.config),  # type: ignore[arg-type]
                 rootfs=rootfs, sandbox=SandboxRef(sandbox.netns_path, pause_pid, sandbox.host_network),
                 mounts=oci_mounts, env=[f"{k}={v}" for k, v in env.items()],
-                cgroup_parent=self._cgroup_parent(uid), hostname=pod_hostname(pod, ""), container_id=cid)
+                cgroup_parent=self._cgroup_parent(uid), hostname=pod_hostname(pod, ""), container_id=cid,
+                all_capabilities=self._capabilities, resolve_user=passwd_resolver(rootfs))
         except SpecError as e:
             raise StartFailure("CreateContainerError", str(e)) from e
         os.makedirs(rec.bundle_dir, exist_ok=True)

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import ServerProcess, start_server
 
 from pocketkube.client.rest import APIClient, ClientConfig, ResourceClient
 from pocketkube.scheduler.run import SchedulerConfig, run
+from tests.conftest import ServerProcess, start_server
 
 Obj = dict[str, Any]
 

@@ -74,7 +74,9 @@ async def ensure_bridge(name: str, gateway_cidr: str, *, netns: str | None = Non
             if index is None:
                 raise NetnsError(f"bridge {name} vanished after creation")
         else:
-            links = [link async for link in await ipr.link("get", index=index)]
+            got = await ipr.link("get", index=index)
+            # pyroute2 0.9 answers "get" with a list under some loops and an async iterator under others.
+            links = list(got) if isinstance(got, list | tuple) else [link async for link in got]
             kind = links[0].get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) if links else None
             if kind != "bridge":
                 raise NetnsError(f"link {name} exists and is a {kind or 'non-bridge'}, not a bridge")

@@ -4,7 +4,9 @@ conmon double-forks, calls setsid and is reparented to init, so the container an
 outlive the agent; conmon writes the CRI log, the exit code (exits dir and persist dir) and an
 `oom` file. We synchronise through `_OCI_SYNCPIPE`: conmon writes one JSON line, `{"data": pid}`
 or `{"data": -1, "message": "..."}`, and keeps the pipe open until it exits, so read one line only.
-The launcher's stdio is /dev/null and a file: a pipe would be held by conmon/runc forever.
+The launcher's stdio is /dev/null and a file: a pipe would be held by conmon/runc forever. Its
+working directory is the persist dir, because on OOM conmon also creates a legacy `oom` file in
+its cwd (CRI-O runs it in the bundle dir).
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ async def launch(argv: list[str], *, container_id: str, paths: ConmonPaths, time
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, env=env, pass_fds=(write_fd,), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log, start_new_session=True)
+                stdout=asyncio.subprocess.DEVNULL, stderr=log, start_new_session=True,
+                # conmon also writes a legacy `oom` file into its working directory
+                cwd=paths.persist_dir)
         except BaseException:
             os.close(read_fd)
             raise

@@ -74,12 +74,22 @@ class ContainerRuntime:
             raise
 
     async def start(self, container_id: str) -> None:
+        """`runc start`, then wait (1 ms polls, at most 1 s) until the process has exec'd.
+
+        runc start returns once it opened the exec fifo, while `runc init` (Go) may still be
+        PID 1; a SIGTERM then makes Go exit with status 2 instead of reaching the program.
+        """
         try:
             await self.runc.start(container_id)
         except (ContainerNotFound, ContainerNotRunning):
             raise
         except Exception as e:
             raise ContainerStartError(str(e), container_id=container_id) from e
+        pid = conmon.read_pid(self._paths(container_id).pidfile)
+        for _ in range(1000 if pid else 0):
+            if pid is None or _comm(pid) != "runc:[2:INIT]":
+                break
+            await asyncio.sleep(0.001)
         _write_text(os.path.join(self.container_dir(container_id), "started_at"), f"{time.time():.9f}\n")
 
     def started_at(self, container_id: str) -> float | None:
@@ -181,8 +191,10 @@ class ContainerRuntime:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.container_dir(container_id), ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.exits_dir, container_id))
+        # conmon's attach-socket symlink (socket dir -> bundle dir); the bundle is the caller's
+        for leftover in (os.path.join(self.exits_dir, container_id), os.path.join(self.socket_dir, container_id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
 
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
                    env: dict[str, str] | None = None, user: str | None = None,
@@ -197,11 +209,7 @@ class ContainerRuntime:
 
 def _is_conmon(pid: int) -> bool:
     """Guard against a stale pid file naming a pid reused by another process."""
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip() == "conmon"
-    except OSError:
-        return False
+    return _comm(pid) == "conmon"
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -216,3 +224,11 @@ def _write_text(path: str, text: str) -> None:
 
 def _is_dir(path: str) -> bool:
     return os.path.isdir(path)
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None

@@ -1,11 +1,13 @@
 """`runc exec` as an async process handle with stdin/stdout/stderr streams (kubectl exec, probes).
 
 Without a TTY the exec'd process gets our pipes directly. With a TTY, runc runs in the
-foreground with `--tty` and its stdio on a host pty we open: runc puts that host side in raw
-mode, allocates the container's own pty in the container's devpts and copies between the two;
-we read and write our master. `resize()` sets our pty's window and sends runc SIGWINCH, which
-runc answers by resizing the container's pty. (A `--console-socket` would hand us the container
-pty directly, but runc only allows it with `--detach`, which loses the exit code.)
+foreground with `--tty` and its stdio on a host pty we open: runc allocates the container's own
+pty in the container's devpts and copies between the two; we read and write our master.
+`resize()` sets our pty's window and sends runc SIGWINCH, which runc answers by resizing the
+container's pty. (A `--console-socket` would hand us the container pty directly, but runc only
+allows it with `--detach`, which loses the exit code.) Our pty starts in the mode runc gives it
+(raw but with OPOST|ONLCR); runc clears ONLCR on the container side only after the process may
+have written, so CR CR LF from that window is folded back to CR LF.
 
 Start failures are reported before the handle is returned: runc writes `--pid-file` only once
 the process runs, and logs its own error (JSON, `--log`) apart from the process's stderr; so a
@@ -24,23 +26,31 @@ import signal
 import struct
 import subprocess
 import termios
+import tty as tty_mod
 import uuid
 
-from pocketkube.kubelet.runtime.errors import ExecStartError
+from pocketkube.kubelet.runtime.errors import ContainerNotFound, ContainerNotRunning, ExecStartError
+from pocketkube.kubelet.runtime.fd_streams import FdReader, FdWriter
 from pocketkube.kubelet.runtime.runc import Runc, classify
 
 
 class ExecProcess:
-    """A running `runc exec`; stdout carries both streams merged when tty=True (stderr is None)."""
+    """A running `runc exec`; stdout carries both streams merged when tty=True (stderr is None).
 
-    def __init__(self, popen: subprocess.Popen[bytes], *, stdin: asyncio.StreamWriter | None,
-                 stdout: asyncio.StreamReader, stderr: asyncio.StreamReader | None,
-                 tty_fd: int | None, work_files: list[str]) -> None:
+    Output stays readable after wait(); aclose() (or `async with`) kills what is still running
+    and releases the pipes, for callers that stop early (probe timeouts, closed streams).
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], *, stdin: FdWriter | None,
+                 out: FdReader, err: FdReader | None, tty: bool, pid_file: str, work_files: list[str]) -> None:
         self._popen = popen
         self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-        self._tty_fd = tty_fd
+        self._out = out
+        self._err = err
+        self.stdout = out.reader
+        self.stderr = err.reader if err is not None else None
+        self._tty = tty
+        self._pid_file = pid_file
         self._work_files = work_files
         self.returncode: int | None = None
 
@@ -51,34 +61,54 @@ class ExecProcess:
 
     def resize(self, cols: int, rows: int) -> None:
         """Window size of the TTY (no-op without one): ours first, then runc copies it inward."""
-        if self._tty_fd is not None and self.returncode is None:
-            fcntl.ioctl(self._tty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        if self._tty and self._out.fd is not None and self.returncode is None:
+            fcntl.ioctl(self._out.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             self.send_signal(signal.SIGWINCH)
 
     def send_signal(self, sig: int) -> None:
+        """To runc, which forwards it to the exec'd process (SIGKILL is not forwarded: see kill())."""
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._popen.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL the exec'd process itself (pid from runc's pid file); runc then exits."""
+        if self.returncode is not None:
+            return
+        try:
+            with open(self._pid_file) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            self.send_signal(signal.SIGKILL)
 
     async def wait(self) -> int:
         """The exec'd process's exit code (runc passes it through)."""
         if self.returncode is None:
             await _wait_child(self._popen)
             self.returncode = int(self._popen.returncode)
-            self._cleanup()
+            for path in self._work_files:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            if self.stdin is not None:
+                self.stdin.close()  # nobody reads it any more; output readers close at EOF
         return self.returncode
 
-    def _cleanup(self) -> None:
-        for path in self._work_files:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        self._work_files = []
+    async def aclose(self) -> None:
+        if self.returncode is None:
+            self.kill()
+            await self.wait()
         if self.stdin is not None:
             self.stdin.close()
-        if self._tty_fd is not None:
-            asyncio.get_running_loop().remove_reader(self._tty_fd)
-            os.close(self._tty_fd)
-            self._tty_fd = None
+        self._out.close()
+        if self._err is not None:
+            self._err.close()
+
+    async def __aenter__(self) -> ExecProcess:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 async def _wait_child(popen: subprocess.Popen[bytes]) -> None:
@@ -96,37 +126,6 @@ async def _wait_child(popen: subprocess.Popen[bytes]) -> None:
         loop.remove_reader(pidfd)
         os.close(pidfd)
     popen.wait()
-
-
-async def _reader_for(fd: int, *, tty: bool) -> asyncio.StreamReader:
-    """A StreamReader fed from fd; a pty master's EIO (slave side closed) is EOF."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    os.set_blocking(fd, False)
-
-    def ready() -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            reader.feed_data(data)
-            return
-        loop.remove_reader(fd)
-        if not tty:
-            os.close(fd)
-        reader.feed_eof()
-
-    loop.add_reader(fd, ready)
-    return reader
-
-
-async def _writer_for(fd: int) -> asyncio.StreamWriter:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", 0))
-    return asyncio.StreamWriter(transport, protocol, None, loop)
 
 
 def _runc_log_error(path: str) -> str:
@@ -164,6 +163,7 @@ async def start_exec(runc: Runc, container_id: str, argv: list[str], *, work_dir
         if tty:
             master, slave = os.openpty()
             os.set_inheritable(master, False)
+            _runc_host_tty_mode(slave)
             fds = [master]
             try:
                 popen = _spawn(args, slave, slave, slave)
@@ -190,14 +190,12 @@ async def start_exec(runc: Runc, container_id: str, argv: list[str], *, work_dir
         raise
     work_files = [pid_file, log_file]
     if master is not None:
-        stdout = await _reader_for(master, tty=True)
-        stdin = await _writer_for(os.dup(master))
-        handle = ExecProcess(popen, stdin=stdin, stdout=stdout, stderr=None, tty_fd=master, work_files=work_files)
-    else:
-        in_w, out_r, err_r = fds
-        handle = ExecProcess(popen, stdin=await _writer_for(in_w), stdout=await _reader_for(out_r, tty=False),
-                             stderr=await _reader_for(err_r, tty=False), tty_fd=None, work_files=work_files)
-    return handle
+        stdin = FdWriter(os.dup(master))
+        return ExecProcess(popen, stdin=stdin, out=FdReader(master, transform=_undouble_cr), err=None, tty=True, pid_file=pid_file,
+                           work_files=work_files)
+    in_w, out_r, err_r = fds
+    return ExecProcess(popen, stdin=FdWriter(in_w), out=FdReader(out_r), err=FdReader(err_r), tty=False,
+                       pid_file=pid_file, work_files=work_files)
 
 
 async def _await_started(popen: subprocess.Popen[bytes], pid_file: str, log_file: str, container_id: str,
@@ -210,12 +208,28 @@ async def _await_started(popen: subprocess.Popen[bytes], pid_file: str, log_file
             if _nonempty(pid_file):
                 return
             message = _runc_log_error(log_file) or f"runc exec exited with {popen.returncode}"
-            if "container does not exist" in message or "not running" in message:
-                raise classify(message, container_id, popen.returncode)
+            error = classify(message, container_id, popen.returncode)
+            if isinstance(error, ContainerNotFound | ContainerNotRunning):
+                raise error
             raise ExecStartError(message, container_id=container_id)
         if loop.time() > deadline:
             raise ExecStartError(f"runc exec did not start within {timeout:g}s", container_id=container_id)
         await asyncio.sleep(0.002)
+
+
+def _runc_host_tty_mode(fd: int) -> None:
+    """What runc's SetRaw makes of the host side (raw, but OPOST|ONLCR kept), set before runc runs,
+    so no output or input passes through a cooked (echoing) terminal first."""
+    tty_mod.setraw(fd, termios.TCSANOW)
+    attrs = termios.tcgetattr(fd)
+    attrs[1] |= termios.OPOST | termios.ONLCR
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _undouble_cr(data: bytes) -> bytes:
+    """runc clears ONLCR on the container's pty only after receiving it, racing the process: what
+    is written first is translated twice (container pty, then ours) into CR CR LF."""
+    return data.replace(b"\r\r\n", b"\r\n")
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -130,9 +130,37 @@ def _file_lines(path: str) -> Iterator[LogLine]:
                 yield parsed
 
 
+def _tail_records(path: str, n: int, streams: tuple[str, ...], block: int = 65536) -> list[LogLine]:
+    """The end of the file, read backwards, long enough to hold the last `n` lines whole.
+
+    Enough means n+1 full (F) records of every selected stream, or the start of the file: the
+    extra F bounds the P fragments of the oldest line kept, so joining inside the region is exact.
+    """
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        start = end
+        data = b""
+        while True:
+            start = max(0, start - block)
+            f.seek(start)
+            data = f.read(end - start)
+            raws = data.split(b"\n")
+            if start > 0:
+                raws = raws[1:]  # probably cut in the middle
+            records = [line for raw in raws if (line := parse_line(raw)) is not None]
+            full = {stream: 0 for stream in streams}
+            for line in records:
+                if not line.partial and line.stream in full:
+                    full[line.stream] += 1
+            if start == 0 or all(count > n for count in full.values()):
+                return records
+            block *= 2
+
+
 def read_log(path: str, opts: LogOptions = LogOptions()) -> bytes:
-    """The whole answer of a non-follow `kubectl logs` for one file."""
-    lines: Iterable[LogLine] = _selected(join_partials(_file_lines(path)), opts)
+    """The whole answer of a non-follow `kubectl logs` for one file (tail reads only the end)."""
+    records = _tail_records(path, opts.tail, opts.streams) if opts.tail >= 0 else _file_lines(path)
+    lines: Iterable[LogLine] = _selected(join_partials(records), opts)
     if opts.tail >= 0:
         lines = deque(lines, maxlen=opts.tail) if opts.tail else []
     out = b"".join(render(line, timestamps=opts.timestamps) for line in lines)
@@ -159,7 +187,10 @@ async def follow_log(path: str, opts: LogOptions = LogOptions(), *, finished: Ca
         raws = data.split(b"\n")
         pending = raws.pop()
         lines = [line for raw in raws if (line := parse_line(raw)) is not None]
-        selected = list(_selected(parser.feed(lines), opts))
+        if done:  # the last record may lack its newline only because the writer is gone
+            tail_line = parse_line(pending) if pending else None
+            lines += [tail_line] if tail_line else []
+        selected = list(_selected(parser.feed(lines) + (parser.flush() if done else []), opts))
         if first:
             first = False
             if opts.tail >= 0:
@@ -173,8 +204,6 @@ async def follow_log(path: str, opts: LogOptions = LogOptions(), *, finished: Ca
             sent += len(out)
             yield out
         if done:
-            for line in _selected(parser.flush(), opts):
-                yield render(line, timestamps=opts.timestamps)
             return
         await asyncio.sleep(poll_interval)
 

@@ -62,7 +62,7 @@ def classify(message: str, container_id: str | None, returncode: int | None = No
     lowered = message.lower()
     if "container does not exist" in lowered:
         return ContainerNotFound(message, container_id=container_id)
-    if "not running" in lowered or "process already finished" in lowered:
+    if any(text in lowered for text in ("not running", "process already finished", "cannot exec in a stopped")):
         return ContainerNotRunning(message, container_id=container_id)
     return RuntimeCommandError(message, container_id=container_id, returncode=returncode)
 

@@ -7,6 +7,7 @@ conmon processes (by the pid in conmon.pid), cgroup dirs in every hierarchy, and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -14,8 +15,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ RUNC = "/usr/sbin/runc"
 CONMON = "/usr/bin/conmon"
 BUSYBOX = "/usr/bin/busybox"
 APPLETS = ["sh", "sleep", "echo", "cat", "ls", "httpd", "wget", "id", "hostname", "ps", "head", "tr",
-           "grep", "tty", "env", "true", "false", "kill", "printf", "wc", "yes", "dd", "trap"]
+           "grep", "tty", "stty", "env", "true", "false", "kill", "printf", "wc", "yes", "dd", "trap"]
 
 
 def _require_host() -> None:
@@ -40,6 +42,13 @@ def _require_host() -> None:
     for path in (RUNC, CONMON, BUSYBOX):
         if not os.path.exists(path):
             pytest.skip(f"needs {path}")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every runtime test on both loops: the agent runs uvloop, whose pipes and child handling differ."""
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")
@@ -110,9 +119,29 @@ def cleanup_runtime(env: RuntimeEnv) -> None:
                 with open(f"/proc/{pid}/comm") as f:
                     if f.read().strip() == "conmon":
                         os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while (alive := processes_mentioning(env.tag)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     left = remove_cgroup(env.cgroup_parent)
     shutil.rmtree(env.base, ignore_errors=True)
+    assert not alive, f"processes left behind: {alive}"
     assert not left, f"cgroups left behind: {left}"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Live (non-zombie) processes whose command line contains `text`: conmon and runc carry the id."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{pid}: {cmdline.strip()}")
+    return found
 
 
 @pytest.fixture

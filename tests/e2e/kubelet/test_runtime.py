@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -16,9 +17,12 @@ import pytest
 from pocketkube.kubelet.runtime import (
     ContainerCreateError,
     ContainerNotFound,
+    ContainerNotRunning,
     ExecStartError,
     SandboxRef,
+    build_container_spec,
 )
+from pocketkube.kubelet.runtime.host_facts import current_capabilities
 from pocketkube.kubelet.runtime.logs import LogOptions, follow_log, read_log
 
 if TYPE_CHECKING:
@@ -27,6 +31,16 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 async def run_container(rt: RuntimeEnv, name: str, command: list[str], **bundle_kw: object) -> str:
@@ -42,9 +56,11 @@ async def test_exit_code_and_logs(rt: RuntimeEnv) -> None:
     bundle = rt.bundle(cid, {"name": "echo", "command": ["sh", "-c", "echo out; echo err >&2; printf tail; exit 3"]})
     t0 = time.monotonic()
     pid = await rt.runtime.create(cid, bundle, rt.log_path(cid))
+    created_comm = read_text(f"/proc/{pid}/comm")
     await rt.runtime.start(cid)
     elapsed = time.monotonic() - t0
     print(f"create+start: {elapsed * 1000:.1f} ms")
+    assert created_comm == "runc:[2:INIT]\n"
     assert pid > 0
     status = await rt.runtime.wait(cid, timeout=10)
     assert status is not None and status.exit_code == 3 and not status.oom_killed
@@ -57,6 +73,7 @@ async def test_exit_code_and_logs(rt: RuntimeEnv) -> None:
     assert rt.runtime.started_at(cid) is not None
     await rt.runtime.delete(cid)
     assert rt.runtime.exit_status(cid) is None
+    assert os.listdir(rt.runtime.socket_dir) == [] and os.listdir(rt.runtime.root_dir) == ["sockets"]
     with pytest.raises(ContainerNotFound):
         await rt.runtime.state(cid)
 
@@ -70,7 +87,7 @@ async def test_stop_with_grace_kills_after_grace(rt: RuntimeEnv) -> None:
     t0 = time.monotonic()
     status = await rt.runtime.stop(cid, grace_seconds=0.5)
     elapsed = time.monotonic() - t0
-    assert status is not None and status.exit_code == 137
+    assert status is not None and status.exit_code == 137, read_log(rt.log_path(cid))
     assert 0.5 <= elapsed < 5
     assert (await rt.runtime.state(cid)).status == "stopped"
 
@@ -92,6 +109,7 @@ async def test_memory_limit_oom(rt: RuntimeEnv) -> None:
     await rt.runtime.start(cid)
     status = await rt.runtime.wait(cid, timeout=30)
     assert status is not None and status.exit_code == 137 and status.oom_killed
+    assert "oom" not in os.listdir(REPO)  # conmon's legacy oom file goes to its cwd, not ours
 
 
 async def test_exec_exit_code_stdio_and_errors(rt: RuntimeEnv) -> None:
@@ -114,9 +132,25 @@ async def test_exec_exit_code_stdio_and_errors(rt: RuntimeEnv) -> None:
     assert await proc.stdout.read() == b"1000\n"
     assert await proc.wait() == 0
 
+    proc = await rt.runtime.exec(cid, ["sh", "-c", "echo late"])
+    assert await proc.wait() == 0
+    assert await proc.stdout.read() == b"late\n"  # output stays readable after wait()
+
+    t0 = time.monotonic()
+    async with await rt.runtime.exec(cid, ["sleep", "100"]) as proc:
+        pass
+    assert proc.returncode == 137 and time.monotonic() - t0 < 5
+    proc = await rt.runtime.exec(cid, ["ps", "-o", "pid,stat,args"])
+    assert b"sleep 100\n" not in await proc.stdout.read()
+    await proc.aclose()
+
     with pytest.raises(ExecStartError) as info:
         await rt.runtime.exec(cid, ["nosuch"])
     assert 'exec: "nosuch": executable file not found in $PATH' in str(info.value)
+
+    await rt.runtime.stop(cid, 0.1)
+    with pytest.raises(ContainerNotRunning):
+        await rt.runtime.exec(cid, ["true"])
 
 
 async def test_exec_tty(rt: RuntimeEnv) -> None:
@@ -125,8 +159,17 @@ async def test_exec_tty(rt: RuntimeEnv) -> None:
     assert proc.stderr is None
     proc.resize(100, 30)
     out = await asyncio.wait_for(proc.stdout.read(), 10)
-    assert b"/dev/pts/" in out
+    assert out.startswith(b"/dev/pts/") and out.endswith(b"\r\n") and b"\r\r" not in out
     assert await proc.wait() == 7
+
+    proc = await rt.runtime.exec(cid, ["sh"], tty=True)  # interactive: input echoed, prompt shown
+    assert proc.stdin is not None
+    proc.resize(80, 24)
+    proc.stdin.write(b"stty size; echo marker-$((6*7)); exit 3\n")
+    await proc.stdin.drain()
+    out = await asyncio.wait_for(proc.stdout.read(), 10)
+    assert b"24 80\r\n" in out and b"marker-42\r\n" in out
+    assert await proc.wait() == 3
 
 
 async def test_missing_command_is_a_clear_create_error(rt: RuntimeEnv) -> None:
@@ -209,3 +252,44 @@ async def test_shared_pid_ipc_uts_namespaces(rt: RuntimeEnv) -> None:
     assert out[0].replace(b"\0", b" ").strip() == b"sleep 1000"
     assert out[1] == b"p"
     assert (await rt.runtime.stop(pause, 0.2)) is not None
+
+
+async def test_restricted_and_privileged_specs_run_under_runc(rt: RuntimeEnv) -> None:
+    """The builder's security output is accepted by runc and has the intended effect."""
+    cid = rt.new_id("restricted")
+    container = {
+        "name": "restricted", "command": ["sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; "
+                                                      "grep NoNewPrivs /proc/self/status; touch /x || echo ro"],
+        "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "200m", "memory": "32Mi"}},
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    bundle = rt.bundle(cid, container, pod_spec={"securityContext": {"supplementalGroups": [4000]}})
+    await rt.runtime.create(cid, bundle, rt.log_path(cid))
+    assert read_text(f"/sys/fs/cgroup/cpu{rt.cgroup_parent}/{cid}/cpu.cfs_quota_us").strip() == "20000"
+    assert read_text(f"/sys/fs/cgroup/memory{rt.cgroup_parent}/{cid}/memory.limit_in_bytes").strip() == str(32 << 20)
+    await rt.runtime.start(cid)
+    status = await rt.runtime.wait(cid, timeout=10)
+    assert status is not None and status.exit_code == 0
+    out = read_log(rt.log_path(cid)).decode()
+    assert out.splitlines()[:2] == ["1000", "3000"]
+    assert "CapEff:\t0000000000000000" in out and "NoNewPrivs:\t1" in out
+    assert "Read-only file system" in out
+
+    cid = rt.new_id("privileged")
+    pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u-1"}, "spec": {}}
+    config = build_container_spec(
+        pod=pod, container={"name": "privileged", "command": ["sh", "-c", "grep CapEff /proc/self/status"],
+                            "securityContext": {"privileged": True}},
+        image_config={"Env": ["PATH=/bin"]}, rootfs=rt.rootfs, sandbox=SandboxRef(netns_path=None), mounts=[],
+        env=[], cgroup_parent=rt.cgroup_parent, hostname="p", container_id=cid,
+        all_capabilities=current_capabilities())
+    bundle = os.path.join(rt.base, "bundles", cid)
+    os.makedirs(bundle)
+    write_text(os.path.join(bundle, "config.json"), json.dumps(config))
+    await rt.runtime.create(cid, bundle, rt.log_path(cid))
+    await rt.runtime.start(cid)
+    status = await rt.runtime.wait(cid, timeout=10)
+    assert status is not None and status.exit_code == 0
+    mine = next(line for line in read_text("/proc/self/status").splitlines(True) if line.startswith("CapEff"))
+    assert read_log(rt.log_path(cid)).decode() == mine

@@ -1,0 +1,117 @@
+"""A real one-node cluster for end-to-end tests: server + agent running pods with runc and CNI.
+
+Everything the test creates has unique names: the pod bridge `pkt<rand>br`, the cluster and
+service CIDRs (10.<rand>.0.0/16 — routed only to that bridge), the node name, the data dir. At
+teardown every pod is deleted (so the kubelet tears its sandboxes down), then the agent and the
+server are stopped by pid, and the bridge, cgroups and runc state of this node are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tests.conftest import REPO, ServerProcess, run_kubectl, start_server
+
+
+@dataclass
+class NodeCluster:
+    server: ServerProcess
+    agent: subprocess.Popen[bytes]
+    node: str
+    bridge: str
+    cluster_cidr: str
+    data_dir: str
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(self.server, *args, check=check, input=input, timeout=timeout)
+
+    def pod(self, name: str, namespace: str = "default") -> dict[str, object]:
+        out: dict[str, object] = json.loads(self.kubectl("-n", namespace, "get", "pod", name, "-o", "json").stdout)
+        return out
+
+    def wait_pod(self, name: str, predicate: object, *, namespace: str = "default", timeout: float = 60.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            r = self.kubectl("-n", namespace, "get", "pod", name, "-o", "json", check=False)
+            if r.returncode == 0:
+                last = json.loads(r.stdout)
+                if predicate(last):  # type: ignore[operator]
+                    return last
+            time.sleep(0.2)
+        raise AssertionError(f"pod {name} never reached the expected state; last status: "
+                             f"{json.dumps(last.get('status'), indent=1)}\nagent log tail:\n{self.agent_log()[-3000:]}")
+
+    def agent_log(self) -> str:
+        try:
+            with open(os.path.join(self.data_dir, "agent.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[NodeCluster]:
+    tag = f"{random.randrange(16**4):04x}"
+    octet = random.randrange(100, 250)
+    cluster_cidr, service_cidr = f"10.{octet}.0.0/16", f"10.{octet + 1 if octet < 254 else octet - 1}.0.0/16"
+    bridge = f"pkt{tag}br"
+    node = f"pkt{tag}-node"
+    server = start_server(os.path.join(base, "server"), extra_args=("--cluster-cidr", cluster_cidr,
+                                                                      "--node-monitor-grace-period", "40"))
+    agent_dir = os.path.join(base, "agent")
+    import_dir = os.path.join(agent_dir, "images-import")
+    os.makedirs(import_dir, exist_ok=True)
+    for path in image_archives:
+        shutil.copy(path, import_dir)
+    with open(os.path.join(server.data_dir, "token")) as f:
+        token = f.read().strip()
+    log = open(os.path.join(base, "agent.log"), "ab")
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token", token,
+         "--data-dir", agent_dir, "--node-name", node, "--node-ip", "127.0.0.1", "--bridge", bridge,
+         "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--lease-interval", "2"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if agent.poll() is not None:
+                raise RuntimeError(f"agent exited:\n{cluster.agent_log()}")
+            if "kubelet running pods" in cluster.agent_log():
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"agent never started its kubelet:\n{cluster.agent_log()}")
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            run_kubectl(server, "delete", "pods", "--all", "-A", "--timeout=60s", check=False, timeout=90)
+        agent.terminate()
+        try:
+            agent.wait(15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait(5)
+        server.stop()
+        subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
+        for ctrl in os.listdir("/sys/fs/cgroup"):
+            path = os.path.join("/sys/fs/cgroup", ctrl, "pocketkube", node)
+            if os.path.isdir(path):
+                for root, dirs, _ in os.walk(path, topdown=False):
+                    for d in dirs:
+                        with contextlib.suppress(OSError):
+                            os.rmdir(os.path.join(root, d))
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+        shutil.rmtree(os.path.join("/run/pocketkube", node), ignore_errors=True)
