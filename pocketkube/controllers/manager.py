@@ -36,24 +36,33 @@ class ControllerManagerConfig:
             raise ValueError("--kubeconfig is required")
 
 
-def build_controllers(client: APIClient, config: ControllerManagerConfig) -> list[Controller]:
+def build_controllers(client: APIClient, config: ControllerManagerConfig, *,
+                      workloads: APIClient | None = None) -> list[Controller]:
+    """Every loop; `workloads` (default: `client`) serves the DaemonSet/StatefulSet/Job/CronJob/TTL
+    loops, whose watches would not fit in one client's connection pool next to the others'."""
+    w = workloads or client
     return [NamespaceController(client), NodeIPAMController(client, cluster_cidr=config.cluster_cidr), ServiceAccountController(client),
             ReplicaSetController(client), DeploymentController(client), GarbageCollector(client),
             NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period),
             ResourceQuotaController(client), EndpointSliceController(client), EndpointsController(client),
             EndpointSliceMirroringController(client),
-            DaemonSetController(client), StatefulSetController(client), JobController(client),
-            CronJobController(client), TTLAfterFinishedController(client)]
+            DaemonSetController(w), StatefulSetController(w), JobController(w), CronJobController(w),
+            TTLAfterFinishedController(w)]
 
 
 async def run(config: ControllerManagerConfig) -> None:
     config.validate()
     client = APIClient(ClientConfig.from_kubeconfig(config.kubeconfig, user_agent="pocketkube-controller-manager"))
+    # Every informer's watch holds one pooled connection for minutes and a client pools 64: past
+    # that, lists and writes wait forever. The workload loops get a pool of their own.
+    workloads = APIClient(ClientConfig.from_kubeconfig(config.kubeconfig,
+                                                       user_agent="pocketkube-controller-manager"))
     try:
         await wait_until_ready(client)
-        controllers = build_controllers(client, config)
+        controllers = build_controllers(client, config, workloads=workloads)
         async with asyncio.TaskGroup() as tg:
             for c in controllers:
                 tg.create_task(c.run(), name=f"controller-{c.name}")
     finally:
         await client.close()
+        await workloads.close()
