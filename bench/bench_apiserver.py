@@ -125,6 +125,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (every core), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -140,13 +148,15 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     server_cpu: float = 0.0  # fraction of one core
     client_cpu: float = 0.0
+    others_cpu: float = 0.0  # every other process on the machine: the run is noisy if this is high
 
     @property
     def rate(self) -> float:
         return self.ops / self.seconds
 
     def cpu(self) -> str:
-        return f"server CPU {self.server_cpu:.0%}, client CPU {self.client_cpu:.0%} of a core"
+        return (f"server CPU {self.server_cpu:.0%}, client CPU {self.client_cpu:.0%}, "
+                f"other processes {self.others_cpu:.0%} of a core")
 
 
 async def load(seconds: float, max_ops: int, concurrency: int, op: Callable[[int], Awaitable[None]],
@@ -165,7 +175,7 @@ async def load(seconds: float, max_ops: int, concurrency: int, op: Callable[[int
             await op(i)
             latencies.append(time.perf_counter() - t)
 
-    cpu0, client0 = (cpu_seconds(pid) if pid else 0.0), time.process_time()
+    cpu0, client0, busy0 = (cpu_seconds(pid) if pid else 0.0), time.process_time(), machine_busy()
     start = time.perf_counter()
     async with asyncio.TaskGroup() as tg:
         for _ in range(concurrency):
@@ -174,6 +184,8 @@ async def load(seconds: float, max_ops: int, concurrency: int, op: Callable[[int
     result = Load(len(latencies), elapsed, sorted(latencies))
     result.server_cpu = ((cpu_seconds(pid) - cpu0) / elapsed) if pid else 0.0
     result.client_cpu = (time.process_time() - client0) / elapsed
+    ours = result.server_cpu + result.client_cpu
+    result.others_cpu = max(0.0, (machine_busy() - busy0) / elapsed - ours)
     return result
 
 
@@ -245,7 +257,9 @@ def raw_list_sqlite(db: str, prefix: str) -> tuple[float, int, int]:
     """Seconds to read every live value under prefix from the server's SQLite file, joined as a list."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     t = time.perf_counter()
-    rows = conn.execute("SELECT value FROM log WHERE name >= ? AND name < ? AND deleted = 0",
+    # The newest row of each key (the log keeps every revision until compaction).
+    rows = conn.execute("SELECT l.value FROM log l WHERE l.name >= ? AND l.name < ? AND l.deleted = 0 AND "
+                        "l.id = (SELECT MAX(m.id) FROM log m WHERE m.name = l.name)",
                         (prefix, prefix + "\xff")).fetchall()
     body = b"[" + b",".join(r[0] for r in rows) + b"]"
     elapsed = time.perf_counter() - t
@@ -452,7 +466,7 @@ async def bench_watch(srv: ServerProcess, ctx: ssl.SSLContext, cfg: Settings, re
             tasks = [tg.create_task(watcher(k)) for k in range(WATCHERS)]
             for _ in range(WATCHERS):
                 await asyncio.wait_for(opened.acquire(), 30)
-            cpu0, client0 = cpu_seconds(pid), time.process_time()
+            cpu0, client0, busy0 = cpu_seconds(pid), time.process_time(), machine_busy()
             t0 = time.perf_counter()
             writes = await load(60, n, CONCURRENCY, lambda i: post(s, url, bodies[i]), None)
             t_writes = time.perf_counter() - t0
@@ -462,12 +476,13 @@ async def bench_watch(srv: ServerProcess, ctx: ssl.SSLContext, cfg: Settings, re
         elapsed = (max(done_at) if done_at else time.perf_counter()) - t0
         server_cpu = (cpu_seconds(pid) - cpu0) / elapsed
         client_cpu = (time.process_time() - client0) / elapsed
+        others_cpu = max(0.0, (machine_busy() - busy0) / elapsed - server_cpu - client_cpu)
     complete = sum(1 for g in got if g == expected)
     delivered = sum(len(g) for g in got)
     rep.add(f"watch fan-out ({WATCHERS} watchers x {n} writes)",
             f"{delivered / elapsed:,.0f} events/s delivered; all {delivered:,} events in {elapsed:.2f} s "
             f"(writes alone took {t_writes:.2f} s = {writes.rate:,.0f}/s) "
-            f"(server CPU {server_cpu:.0%}, client CPU {client_cpu:.0%})")
+            f"(server CPU {server_cpu:.0%}, client CPU {client_cpu:.0%}, other processes {others_cpu:.0%})")
     rep.add("watch: every watcher got every event", f"{complete}/{WATCHERS}" + (f" errors: {errors[:2]}" if errors else ""))
     rep.rows["watch"] = (delivered / elapsed, complete, writes.rate * WATCHERS)
     rep.rows["objects"] = rep.rows.get("objects", 0) + writes.ops
@@ -523,6 +538,7 @@ async def run_backend(backend: str, cfg: Settings, workdir: str, etcd_url: str |
         await asyncio.sleep(1.0)
         rep.add("idle RSS after restart", f"{rss_mb(srv.proc.pid):.0f} MB")
         rep.rows["rss_restart"] = rss_mb(srv.proc.pid)
+        rep.add("load average at the end", f"{os.getloadavg()[0]:.2f} (1 min; this bench alone keeps it near 1-2)")
     except BaseException:
         print(srv.log()[-3000:], file=sys.stderr)
         raise
@@ -535,7 +551,8 @@ async def main(args: argparse.Namespace) -> None:
     cfg = QUICK if args.quick else FULL
     backends = ["sqlite", "etcd"] if args.backend == "both" else [args.backend]
     print(f"pocketkube API server bench — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}, {'quick' if args.quick else 'full'}")
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, {'quick' if args.quick else 'full'}, "
+          f"load average {os.getloadavg()[0]:.2f}")
     workdir = tempfile.mkdtemp(prefix="bench-apiserver-")
     try:
         for backend in backends:

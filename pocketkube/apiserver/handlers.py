@@ -43,9 +43,17 @@ def _int(query: Mapping[str, str], name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        n = int(value)
     except ValueError as e:
         raise errors.BadRequest(f'invalid value for {name}: "{value}" is not an integer') from e
+    return _int64(name, n)
+
+
+def _int64(name: str, n: int) -> int:
+    """kube parses these as int64 (strconv.ParseInt), so larger values are a 400, not a Python bigint."""
+    if not -(1 << 63) <= n < (1 << 63):
+        raise errors.BadRequest(f'invalid value for {name}: "{n}" is out of range for an int64')
+    return n
 
 
 def default_manager(request: web.Request) -> str:
@@ -74,7 +82,7 @@ def field_validation_mode(query: Mapping[str, str]) -> str:
     return mode
 
 
-def list_options(query: Mapping[str, str]) -> ListOptions:
+def list_options(query: Mapping[str, str], *, watch: bool = False) -> ListOptions:
     limit = _int(query, "limit") or 0
     if limit < 0:
         limit = 0
@@ -88,7 +96,9 @@ def list_options(query: Mapping[str, str]) -> ListOptions:
     )
     if opts.resource_version_match and opts.resource_version_match not in ("Exact", "NotOlderThan"):
         raise errors.BadRequest(f'resourceVersionMatch: Unsupported value: "{opts.resource_version_match}"')
-    if opts.resource_version_match and not opts.resource_version:
+    # A watch may use resourceVersionMatch without a resourceVersion (a consistent watch-list:
+    # sendInitialEvents=true, NotOlderThan, ""); kube's validateWatchOptions has its own rules.
+    if opts.resource_version_match and not opts.resource_version and not watch:
         raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
     if opts.continue_token and opts.resource_version not in ("", "0"):
         raise errors.BadRequest("specifying resource version is not allowed when using continue")
@@ -229,7 +239,7 @@ class ResourceHandlers:
         grace = _int(q, "gracePeriodSeconds")
         if grace is None and body.get("gracePeriodSeconds") is not None:
             try:
-                grace = int(body["gracePeriodSeconds"])
+                grace = _int64("gracePeriodSeconds", int(body["gracePeriodSeconds"]))
             except (TypeError, ValueError) as e:
                 raise errors.BadRequest("gracePeriodSeconds must be an integer") from e
         policy = q.get("propagationPolicy") or body.get("propagationPolicy")

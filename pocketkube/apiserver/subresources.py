@@ -121,7 +121,9 @@ class Subresources:
                 new_scale = apply_patch_document(cur_scale, patch_body, patch_type, None, "Scale")
             else:
                 new_scale = scale
-            replicas = (new_scale.get("spec") or {}).get("replicas")
+            if not isinstance(new_scale, dict):
+                raise errors.BadRequest("Scale: must be an object")
+            replicas = _object_field(new_scale, "spec").get("replicas")
             if replicas is None:
                 replicas = 0  # Scale.spec.replicas is an omitempty int32: absent or null means 0
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -130,7 +132,7 @@ class Subresources:
             current.setdefault("spec", {})["replicas"] = replicas
             return current
 
-        rv = str(((scale.get("metadata") or {}).get("resourceVersion")) or "")
+        rv = str(_object_field(scale, "metadata").get("resourceVersion") or "")
         if rv:
             try:
                 expected = int(rv)
@@ -218,3 +220,13 @@ async def _internal_update(store: Store, namespace: str, name: str, mutate: Any,
             continue
         return with_rv(new, kv.mod_revision)
     raise store.conflict(name)
+
+
+def _object_field(obj: Obj, name: str) -> Obj:
+    """obj[name] as a dict ({} when absent); 400 when a client sent something else there."""
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise errors.BadRequest(f"{name}: must be an object")
+    return value

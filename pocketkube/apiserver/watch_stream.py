@@ -36,7 +36,7 @@ def _event_line(event_type: str, obj: Any) -> bytes:
 async def serve_watch(request: web.Request, server: APIServer, store: Store, namespace: str,
                       accept: negotiation.Accept) -> web.StreamResponse:
     query = request.query
-    opts = list_options(query)
+    opts = list_options(query, watch=True)
     info = store.info
     matches = store._matcher(opts)
     bookmarks = query.get("allowWatchBookmarks", "").lower() in ("1", "true")
@@ -49,6 +49,10 @@ async def serve_watch(request: web.Request, server: APIServer, store: Store, nam
     if send_initial and opts.resource_version_match != "NotOlderThan":
         raise errors.Invalid("", "ListOptions", "", [errors.FieldError(
             "resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            kind="FieldValueForbidden")])
+    if opts.resource_version_match and "sendInitialEvents" not in query:
+        raise errors.Invalid("", "ListOptions", "", [errors.FieldError(
+            "resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
             kind="FieldValueForbidden")])
     prefix = info.key_prefix(namespace or None)
     cache = store.cache

@@ -20,10 +20,17 @@ class NodeInfo:
         "alloc_mem",
         "alloc_pods",
         "anti_affinity_pods",
+        "free_cpu",
+        "free_mem",
+        "free_pods",
+        "inv_cpu",
+        "inv_mem",
         "labels",
         "name",
         "node",
         "nz_cpu",
+        "nz_free_cpu",
+        "nz_free_mem",
         "nz_mem",
         "pods",
         "prefer_taints",
@@ -43,6 +50,9 @@ class NodeInfo:
         self.unschedulable = False
         self.alloc_cpu = self.alloc_mem = self.alloc_pods = 0
         self.req_cpu = self.req_mem = self.nz_cpu = self.nz_mem = 0
+        # derived, kept current by _refresh(): what the hot filters and scores read directly
+        self.free_cpu = self.free_mem = self.free_pods = self.nz_free_cpu = self.nz_free_mem = 0
+        self.inv_cpu = self.inv_mem = 0.0
         self.pods: dict[str, PodInfo] = {}
         self.affinity_pods: dict[str, PodInfo] = {}  # pods with any pod (anti-)affinity
         self.anti_affinity_pods: dict[str, PodInfo] = {}  # pods with required anti-affinity
@@ -69,6 +79,16 @@ class NodeInfo:
         self.alloc_cpu = milli_cpu(alloc.get("cpu", 0))
         self.alloc_mem = whole_value(alloc.get("memory", 0))
         self.alloc_pods = whole_value(alloc.get("pods", 0))
+        self.inv_cpu = 1.0 / self.alloc_cpu if self.alloc_cpu else 0.0
+        self.inv_mem = 1.0 / self.alloc_mem if self.alloc_mem else 0.0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.free_cpu = self.alloc_cpu - self.req_cpu
+        self.free_mem = self.alloc_mem - self.req_mem
+        self.free_pods = self.alloc_pods - len(self.pods)
+        self.nz_free_cpu = self.alloc_cpu - self.nz_cpu
+        self.nz_free_mem = self.alloc_mem - self.nz_mem
 
     @property
     def pod_count(self) -> int:
@@ -86,6 +106,7 @@ class NodeInfo:
             self.affinity_pods[pod.key] = pod
         if pod.anti_affinity:
             self.anti_affinity_pods[pod.key] = pod
+        self._refresh()
 
     def remove_pod(self, key: str) -> PodInfo | None:
         pod = self.pods.pop(key, None)
@@ -103,6 +124,7 @@ class NodeInfo:
                 self.used_ports.pop(port, None)
         self.affinity_pods.pop(key, None)
         self.anti_affinity_pods.pop(key, None)
+        self._refresh()
         return pod
 
     def port_conflict(self, protocol: str, port: int, ip: str) -> bool:

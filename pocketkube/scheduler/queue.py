@@ -22,6 +22,7 @@ from pocketkube.util.clock import Clock, RealClock
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 10.0
 MAX_UNSCHEDULABLE_DURATION = 300.0
+LEFTOVER_FLUSH_INTERVAL = 30.0
 
 
 class QueuedPodInfo:
@@ -55,6 +56,7 @@ class SchedulingQueue:
         self.move_request_cycle = -1
         self._ready = asyncio.Event()
         self._closed = False
+        self._last_leftover_flush = self.clock.now()
 
     def __len__(self) -> int:
         return len(self._active) + len(self._backoff) + len(self.unschedulable)
@@ -186,6 +188,10 @@ class SchedulingQueue:
     # leaving ---------------------------------------------------------------------------------------
 
     def try_pop(self) -> QueuedPodInfo | None:
+        now = self.clock.now()
+        if now - self._last_leftover_flush >= LEFTOVER_FLUSH_INTERVAL:
+            self._last_leftover_flush = now
+            self.flush_unschedulable_leftover()
         self.flush_backoff_completed()
         while self._active_heap:
             _, seq, key = heapq.heappop(self._active_heap)
@@ -210,13 +216,17 @@ class SchedulingQueue:
             if self._closed:
                 raise asyncio.CancelledError
             self._ready.clear()
-            timeout = None
+            timeout = LEFTOVER_FLUSH_INTERVAL if self.unschedulable else None
             if self._backoff_heap:
-                timeout = max(self._backoff_heap[0][0] - self.clock.now(), 0.01)
+                timeout = min(max(self._backoff_heap[0][0] - self.clock.now(), 0.01), timeout or MAX_BACKOFF)
+            # a timer that sets the event, rather than wait_for: 3.11's wait_for can swallow a
+            # cancellation that races with the event being set, and the loop would never stop
+            timer = asyncio.get_running_loop().call_later(timeout, self._ready.set) if timeout else None
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                pass
+                await self._ready.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def close(self) -> None:
         self._closed = True

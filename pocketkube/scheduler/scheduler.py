@@ -65,6 +65,7 @@ class Scheduler:
         self.bound = 0
         self.failed = 0
         self._tg: asyncio.TaskGroup | None = None
+        self._status_slots = asyncio.Semaphore(8)  # pod-condition writes are best effort, keep them few
 
     @property
     def name(self) -> str:
@@ -90,12 +91,17 @@ class Scheduler:
             known = self.cache.node_of(pod.key) is not None and not self.cache.is_assumed(pod.key)
             self.cache.add_pod(pod)
             self.queue.delete(pod.key)
-            if self.queue.unschedulable:
-                self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_UPDATE if known else ASSIGNED_POD_ADD)
+            if not self.queue.unschedulable:
+                return
+            if not known:
+                self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_ADD)
+            elif old is not None and _sched_relevant(old) != _sched_relevant(new):
+                # kubelet status reports are the bulk of pod updates and cannot help a pending pod
+                self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_UPDATE)
             return
         if pod.scheduler_name != self.name:
             return
-        if pod.deleting or pod.terminal:
+        if pod.deleting or pod.terminal or pod.gated:
             self.queue.delete(pod.key)
             return
         if self.cache.is_assumed(pod.key):
@@ -159,7 +165,8 @@ class Scheduler:
     async def _update_status(self, pod: PodInfo, message: str) -> None:
         assert self.status_updater is not None
         try:
-            await self.status_updater(pod, message)
+            async with self._status_slots:
+                await self.status_updater(pod, message)
         except Exception as e:
             log.debug("pod condition for %s not written: %s", pod.key, e)
 

@@ -152,39 +152,74 @@ def _weighted(items: Any, ns: str) -> tuple[tuple[int, AffinityTerm], ...]:
     return tuple((int(t.get("weight") or 0), AffinityTerm(t.get("podAffinityTerm") or {}, ns)) for t in items or ())
 
 
+def _container_requests(c: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    req = (c.get("resources") or {}).get("requests") or {}
+    cpu = milli_cpu(req["cpu"]) if "cpu" in req else 0
+    mem = whole_value(req["memory"]) if "memory" in req else 0
+    return (cpu, mem, cpu if "cpu" in req else DEFAULT_MILLI_CPU_REQUEST,
+            mem if "memory" in req else DEFAULT_MEMORY_REQUEST)
+
+
 def _requests(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
-    """(cpu, memory, non-zero cpu, non-zero memory): containers summed, init containers as a max."""
-    cpu = mem = nz_cpu = nz_mem = 0
+    """(cpu, memory, non-zero cpu, non-zero memory) as resourcehelper.PodRequests adds them up:
+    app containers summed; sidecars (restartable init containers) added and carried along; each
+    init container's need (plus the sidecars started before it) taken as a maximum; plus overhead.
+    """
+    total = [0, 0, 0, 0]
     for c in spec.get("containers") or ():
-        req = (c.get("resources") or {}).get("requests") or {}
-        c_cpu = milli_cpu(req["cpu"]) if "cpu" in req else 0
-        c_mem = whole_value(req["memory"]) if "memory" in req else 0
-        cpu += c_cpu
-        mem += c_mem
-        nz_cpu += c_cpu if "cpu" in req else DEFAULT_MILLI_CPU_REQUEST
-        nz_mem += c_mem if "memory" in req else DEFAULT_MEMORY_REQUEST
+        total = [a + b for a, b in zip(total, _container_requests(c), strict=True)]
+    sidecars = [0, 0, 0, 0]
+    init_max = [0, 0, 0, 0]
     for c in spec.get("initContainers") or ():
-        req = (c.get("resources") or {}).get("requests") or {}
-        i_cpu = milli_cpu(req["cpu"]) if "cpu" in req else 0
-        i_mem = whole_value(req["memory"]) if "memory" in req else 0
-        if c.get("restartPolicy") == "Always":  # sidecars run alongside the app containers
-            cpu, mem, nz_cpu, nz_mem = cpu + i_cpu, mem + i_mem, nz_cpu + i_cpu, nz_mem + i_mem
+        own = _container_requests(c)
+        if c.get("restartPolicy") == "Always":
+            total = [a + b for a, b in zip(total, own, strict=True)]
+            sidecars = [a + b for a, b in zip(sidecars, own, strict=True)]
+            need = sidecars
         else:
-            cpu, mem, nz_cpu, nz_mem = max(cpu, i_cpu), max(mem, i_mem), max(nz_cpu, i_cpu), max(nz_mem, i_mem)
+            need = [a + b for a, b in zip(own, sidecars, strict=True)]
+        init_max = [max(a, b) for a, b in zip(init_max, need, strict=True)]
+    total = [max(a, b) for a, b in zip(total, init_max, strict=True)]
     overhead = spec.get("overhead") or {}
     if overhead:
         o_cpu, o_mem = milli_cpu(overhead.get("cpu", 0)), whole_value(overhead.get("memory", 0))
-        cpu, mem, nz_cpu, nz_mem = cpu + o_cpu, mem + o_mem, nz_cpu + o_cpu, nz_mem + o_mem
-    return cpu, mem, nz_cpu, nz_mem
+        total = [total[0] + o_cpu, total[1] + o_mem, total[2] + o_cpu, total[3] + o_mem]
+    return total[0], total[1], total[2], total[3]
 
 
 class PodInfo:
     """Everything the plugins need from one pod, computed once."""
 
-    __slots__ = ("affinity", "anti_affinity", "deleting", "host_ports", "key", "labels", "name", "namespace",
-                 "node_affinity", "node_name", "node_preferred", "node_selector", "nz_cpu", "nz_mem", "obj",
-                 "owner_uid", "preemption_never", "preferred_affinity", "preferred_anti_affinity", "priority",
-                 "req_cpu", "req_mem", "scheduler_name", "spread", "terminal", "tolerations", "uid")
+    __slots__ = (
+        "affinity",
+        "anti_affinity",
+        "deleting",
+        "gated",
+        "host_ports",
+        "key",
+        "labels",
+        "name",
+        "namespace",
+        "node_affinity",
+        "node_name",
+        "node_preferred",
+        "node_selector",
+        "nz_cpu",
+        "nz_mem",
+        "obj",
+        "owner_uid",
+        "preemption_never",
+        "preferred_affinity",
+        "preferred_anti_affinity",
+        "priority",
+        "req_cpu",
+        "req_mem",
+        "scheduler_name",
+        "spread",
+        "terminal",
+        "tolerations",
+        "uid",
+    )
 
     def __init__(self, obj: Obj) -> None:
         md = obj.get("metadata") or {}
@@ -202,6 +237,7 @@ class PodInfo:
         self.node_name = str(spec.get("nodeName") or "")
         self.scheduler_name = str(spec.get("schedulerName") or "default-scheduler")
         self.priority = int(spec.get("priority") or 0)
+        self.gated = bool(spec.get("schedulingGates"))  # SchedulingGates: not queued until they are removed
         self.preemption_never = spec.get("preemptionPolicy") == "Never"
         self.req_cpu, self.req_mem, self.nz_cpu, self.nz_mem = _requests(spec)
         self.host_ports = tuple(

@@ -154,6 +154,17 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Any) -> None:
             **stored[some], "data": {**stored[some]["data"], "after": "yes"}})
         assert status == 200, updated
         assert int(updated["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+        # A client resuming its pre-crash watch gets the new writes, or 410 Gone and relists; never silence.
+        conn.request("GET", f"{CM}?watch=true&resourceVersion={highest_before}&timeoutSeconds=2")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        events = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+        first = events[0] if events else {}
+        if first.get("type") == "ERROR":
+            assert first["object"]["code"] == 410, first
+        else:
+            names = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
+            assert ("ADDED", "after-restart") in names and ("MODIFIED", some) in names, names
         conn.close()
         log = srv.log()
         assert "Traceback" not in log, log[-4000:]

@@ -67,18 +67,6 @@ def _deployment(name: str, replicas: int = 1, image: str = "nginx:1.27") -> dict
     }
 
 
-def _is_temporary_stub(module: str) -> bool:
-    """The server runs this checkout; a module still holding its placeholder cannot pass yet."""
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "pocketkube", "api", f"{module}.py")
-    with open(path) as f:
-        return f.read(64).startswith('"""TEMP STUB')
-
-
-needs_real_apply = pytest.mark.xfail(
-    _is_temporary_stub("apply"), strict=True,
-    reason="server: pocketkube/api/apply.py is the temporary stub (no managedFields, no apply conflicts)")
-
-
 def _status(exc: pytest.ExceptionInfo[ApiException]) -> int:
     return int(exc.value.status)
 
@@ -373,6 +361,29 @@ def test_watch_bookmarks_and_list_from_cache(core: client.CoreV1Api, namespace: 
     assert w.resource_version is not None
 
 
+def test_watch_list_streams_initial_state_then_a_bookmark(core: client.CoreV1Api, namespace: str) -> None:
+    """The consistent watch-list client-go's WatchList uses: resourceVersion "" + NotOlderThan."""
+    for name in ("wl-a", "wl-b"):
+        core.create_namespaced_config_map(namespace, _cm(name))
+    w = watch.Watch()
+    seen: list[tuple[str, str]] = []
+    for ev in w.stream(core.list_namespaced_config_map, namespace, send_initial_events=True,
+                       resource_version_match="NotOlderThan", allow_watch_bookmarks=True, timeout_seconds=5):
+        if ev["type"] == "BOOKMARK":
+            annotations = ev["raw_object"]["metadata"].get("annotations") or {}
+            seen.append(("BOOKMARK", annotations.get("k8s.io/initial-events-end", "")))
+            w.stop()
+        else:
+            seen.append((ev["type"], ev["object"].metadata.name))
+    assert seen == [("ADDED", "wl-a"), ("ADDED", "wl-b"), ("BOOKMARK", "true")]
+
+    with pytest.raises(ApiException) as exc:  # resourceVersionMatch on a plain watch is refused
+        for _ in watch.Watch().stream(core.list_namespaced_config_map, namespace, resource_version="1",
+                                      resource_version_match="NotOlderThan", timeout_seconds=1):
+            pass
+    assert _status(exc) == 422 and "unless sendInitialEvents is provided" in exc.value.body
+
+
 def test_watch_from_compacted_resource_version_is_gone(tmp_path: Any) -> None:
     srv = start_server(str(tmp_path / "compacting"), extra_args=("--compaction-interval", "1"))
     try:
@@ -464,7 +475,6 @@ def test_strategic_merge_patch_is_the_default_for_dicts(apps: client.AppsV1Api, 
     assert [c.name for c in deleted.spec.template.spec.containers] == ["web"]
 
 
-@needs_real_apply
 def test_server_side_apply(api: client.ApiClient, namespace: str) -> None:
     dyn = dynamic.DynamicClient(api)
     cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
@@ -489,7 +499,6 @@ def test_server_side_apply(api: client.ApiClient, namespace: str) -> None:
     assert forced.data.a == "x"
 
 
-@needs_real_apply
 def test_apply_patch_through_call_api(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
     body = textwrap.dedent("""\
         apiVersion: v1

@@ -250,11 +250,15 @@ class Store:
         md["creationTimestamp"] = meta.now_rfc3339()
         self.strategy.default(obj)
         self.strategy.prepare_for_create(obj)
+        _omit_empty_metadata(md)
         errs = self.strategy.validate(obj)
         if errs:
             raise self.invalid(str(md.get("name", "")), errs)
         if self.admission is not None:
             await self.admission("create", self.info, obj, None, opts.dry_run)
+        if not md.get("name"):  # validation says so too; the storage key must never be built without it
+            raise self.invalid("", [errors.FieldError("metadata.name", "name or generateName is required",
+                                                      kind="FieldValueRequired")])
         if self.managed_fields is not None and opts.field_manager:
             obj = self.managed_fields(None, obj, opts.field_manager, "Update", "")
         name = str(md["name"])
@@ -362,6 +366,7 @@ class Store:
             errs = self.strategy.validate_update(new, old)
         if errs:
             raise self.invalid(name, errs)
+        _omit_empty_metadata(meta.metadata(new))
         return new
 
     @staticmethod
@@ -406,7 +411,8 @@ class Store:
             if grace > 0:
                 current = nmd.get("deletionGracePeriodSeconds")
                 if current is None or grace < int(current):
-                    nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=grace))
+                    # an int64 of seconds overflows datetime; a century is "never" for a deletion
+                    nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=min(grace, 100 * 365 * 86400)))
                     nmd["deletionGracePeriodSeconds"] = grace
             elif not nmd.get("deletionTimestamp"):
                 nmd["deletionTimestamp"] = meta.format_time(now)
@@ -450,6 +456,18 @@ def _parse_rv(rv: str) -> int:
     if value < 0:
         raise errors.BadRequest(f'invalid resource version "{rv}"')
     return value
+
+
+# ObjectMeta's maps and lists are `omitempty`: kube-apiserver never stores or serves them empty (an
+# annotation removed with `kubectl annotate x key-` leaves no `annotations: {}`). managedFields is not
+# here: an empty list in an update means "reset them".
+_OMITEMPTY_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
+
+
+def _omit_empty_metadata(md: Obj) -> None:
+    for key in _OMITEMPTY_METADATA:
+        if key in md and not md[key]:
+            del md[key]
 
 
 def _same_object(new: Obj, old: Obj) -> bool:

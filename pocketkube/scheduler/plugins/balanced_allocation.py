@@ -44,17 +44,17 @@ class BalancedAllocation:
         out: list[int] = []
         append = out.append
         for n in nodes:
-            ac, am = n.alloc_cpu, n.alloc_mem
-            if not ac or not am:
+            ic, im = n.inv_cpu, n.inv_mem
+            if not ic or not im:
                 append(0)
                 continue
-            fc = (n.req_cpu + cpu) / ac
-            fm = (n.req_mem + mem) / am
+            fc = (n.req_cpu + cpu) * ic
+            fm = (n.req_mem + mem) * im
             if fc > 1.0:
                 fc = 1.0
             if fm > 1.0:
                 fm = 1.0
-            append(int((1.0 - (fc - fm if fc > fm else fm - fc) / 2) * MAX_NODE_SCORE))
+            append(int((1.0 - (fc - fm if fc > fm else fm - fc) * 0.5) * MAX_NODE_SCORE))
         return out
 
 

@@ -69,16 +69,14 @@ class NodeResourcesFit:
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         # inlined fast path of fits(): most nodes pass every check
-        if (len(node.pods) < node.alloc_pods and pod.req_cpu <= node.alloc_cpu - node.req_cpu
-                and pod.req_mem <= node.alloc_mem - node.req_mem):
+        if node.free_pods > 0 and node.free_cpu >= pod.req_cpu and node.free_mem >= pod.req_mem:
             return None
         return fits(pod, node)
 
     def filter_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
                      statuses: dict[str, Status]) -> list[NodeInfo]:
         cpu, mem = pod.req_cpu, pod.req_mem
-        ok = [n for n in nodes if len(n.pods) < n.alloc_pods and cpu <= n.alloc_cpu - n.req_cpu
-              and mem <= n.alloc_mem - n.req_mem]
+        ok = [n for n in nodes if n.free_pods > 0 and n.free_cpu >= cpu and n.free_mem >= mem]
         if len(ok) < len(nodes):
             passed = {id(n) for n in ok}
             for n in nodes:
@@ -96,9 +94,9 @@ class NodeResourcesFit:
         out: list[int] = []
         append = out.append
         for n in nodes:
-            ac, am = n.alloc_cpu, n.alloc_mem
-            fc, fm = ac - n.nz_cpu - cpu, am - n.nz_mem - mem
-            append(((fc * top // ac if fc >= 0 and ac else 0) + (fm * top // am if fm >= 0 and am else 0)) >> 1)
+            fc, fm = n.nz_free_cpu - cpu, n.nz_free_mem - mem
+            append(((fc * top // n.alloc_cpu if fc >= 0 and n.alloc_cpu else 0)
+                    + (fm * top // n.alloc_mem if fm >= 0 and n.alloc_mem else 0)) >> 1)
         return out
 
 

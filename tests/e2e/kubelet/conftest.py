@@ -45,9 +45,12 @@ def _require_host() -> None:
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Every runtime test on both loops: the agent runs uvloop, whose pipes and child handling differ."""
+    """Runtime tests on both loops (pipes and child handling differ under uvloop); the network layer
+    needs the standard loop (pyroute2's netlink sockets), which is what the agent runs when it runs pods."""
     import uvloop
 
+    if item.path.name != "test_runtime.py":
+        return {"asyncio": asyncio.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 

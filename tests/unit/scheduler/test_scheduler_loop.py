@@ -141,3 +141,46 @@ async def test_many_pods_spread_over_nodes() -> None:
     for n in binder.bound.values():
         per_node[n] = per_node.get(n, 0) + 1
     assert per_node == {"n0": 2, "n1": 2, "n2": 2, "n3": 2}
+
+
+async def test_scheduling_gates_hold_the_pod() -> None:
+    binder = StubBinder()
+    s = make(binder)
+    s.on_node(None, node("a"))
+    gated = pod("g", schedulingGates=[{"name": "example.com/wait"}])
+    s.on_pod(None, gated)
+    assert "default/g" not in s.queue
+    s.on_pod(gated, pod("g"))  # gates removed
+    async with running(s):
+        await until(lambda: "default/g" in binder.bound)
+
+
+async def test_status_only_update_does_not_requeue() -> None:
+    binder = StubBinder()
+    s = make(binder)
+    s.on_node(None, node("small", cpu="1"))
+    async with running(s):
+        big = pod("big", cpu="2")
+        s.on_pod(None, big)
+        await until(lambda: "default/big" in s.queue.unschedulable)
+        with_condition = {**big, "status": {"conditions": [{"type": "PodScheduled", "status": "False"}]}}
+        s.on_pod(big, with_condition)
+        assert "default/big" in s.queue.unschedulable
+        relabelled = {**big, "metadata": {**big["metadata"], "labels": {"x": "y"}}}
+        s.on_pod(with_condition, relabelled)
+        assert "default/big" not in s.queue.unschedulable
+
+
+def test_assigned_pod_status_report_does_not_move_pending_pods() -> None:
+    s = make(StubBinder())
+    s.on_node(None, node("a", cpu="1"))
+    running_pod = pod("run", cpu="1", node_name="a")
+    s.on_pod(None, running_pod)
+    s.on_pod(None, pod("wait", cpu="1"))
+    qpi = s.queue.try_pop()
+    assert qpi is not None and s.schedule_one(qpi) is None
+    assert "default/wait" in s.queue.unschedulable
+    s.on_pod(running_pod, {**running_pod, "status": {"phase": "Running"}})
+    assert "default/wait" in s.queue.unschedulable
+    s.on_pod(running_pod, None)
+    assert "default/wait" not in s.queue.unschedulable
