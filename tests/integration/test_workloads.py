@@ -3,8 +3,8 @@
 A `pocketkube agent --hollow --count 3` subprocess provides three nodes that move bound pods to
 Running/Ready (and to Succeeded/Failed after the hollow-complete-after/fail-after annotations).
 The server's scheduler binds the pods: DaemonSet pods through the matchFields node affinity the
-controller pins them with, the others through a nodeSelector on the hollow nodes' label (so no
-pod lands on a node another test left behind).
+controller pins them with. Every template selects the three nodes by a label the fixture puts on
+them, so no pod lands on a node another test left behind.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pocketkube.client.rest import APIClient, ClientConfig
 from tests.conftest import REPO, ServerProcess, run_kubectl
 
 Obj = dict[str, Any]
+NODE_LABEL = "pocketkube.io/workloads-test"
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,8 @@ def hollow_nodes(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
             time.sleep(0.2)
         else:
             raise AssertionError("hollow nodes did not register")
+        # pods select these nodes by this label: hollow nodes other tests left behind stay out
+        run_kubectl(server, "label", "nodes", *names, f"{NODE_LABEL}=yes")
         yield names
     finally:
         proc.terminate()
@@ -92,23 +95,20 @@ spec:
   template:
     metadata: {labels: {app: agent}}
     spec:
-      nodeSelector: {pocketkube.io/hollow: "true"}
+      nodeSelector: {pocketkube.io/workloads-test: "yes"}
       containers: [{name: c, image: %s}]
 """
     kubectl_apply(server, namespace, doc % "busybox:1")
     async with api(server) as client:
         ds_client = client.resource("apps", "v1", "daemonsets")
-        hollow = [n["metadata"]["name"] for n in (await client.core("nodes").list(
-            label_selector="pocketkube.io/hollow=true")).get("items") or []]
-        assert set(hollow_nodes) <= set(hollow)
 
         async def rolled(image: str) -> bool:
             status = (await ds_client.get("agent", namespace)).get("status") or {}
             pods = (await client.core("pods").list(namespace)).get("items") or []
             live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-            return (status.get("numberReady") == status.get("updatedNumberScheduled") == len(hollow)
-                    and status.get("desiredNumberScheduled") == len(hollow)
-                    and sorted(p["spec"].get("nodeName", "") for p in live) == sorted(hollow)
+            return (status.get("numberReady") == status.get("updatedNumberScheduled") == len(hollow_nodes)
+                    and status.get("desiredNumberScheduled") == len(hollow_nodes)
+                    and sorted(p["spec"].get("nodeName", "") for p in live) == sorted(hollow_nodes)
                     and all(p["spec"]["containers"][0]["image"] == image for p in live))
 
         await wait_for(lambda: rolled("busybox:1"))
@@ -138,7 +138,7 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      nodeSelector: {pocketkube.io/hollow: "true"}
+      nodeSelector: {pocketkube.io/workloads-test: "yes"}
       containers: [{name: c, image: nginx}]
   volumeClaimTemplates:
   - metadata: {name: data}
@@ -182,7 +182,7 @@ spec:
     metadata: {annotations: {%(annotation)s: "%(after)s"}}
     spec:
       restartPolicy: Never
-      nodeSelector: {pocketkube.io/hollow: "true"}
+      nodeSelector: {pocketkube.io/workloads-test: "yes"}
       containers: [{name: c, image: busybox}]
 """
 
@@ -247,7 +247,7 @@ spec:
         metadata: {annotations: {pocketkube.io/hollow-complete-after: "0.3s"}}
         spec:
           restartPolicy: Never
-          nodeSelector: {pocketkube.io/hollow: "true"}
+          nodeSelector: {pocketkube.io/workloads-test: "yes"}
           containers: [{name: c, image: busybox}]
 """)
     async with api(server) as client:
