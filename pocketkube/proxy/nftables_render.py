@@ -1,0 +1,167 @@
+"""Render Services + EndpointSlices into one nftables script, pure (no I/O), for an atomic load.
+
+The layout follows kube-proxy's nftables mode in spirit (reference/platform.md §3):
+
+* `service-ips` verdict map (ClusterIP / external IP . proto . port → goto the Service's chain)
+  and `service-nodeports` (proto . port → goto its external chain) for NodePorts on the node IPs;
+* a `svc-…` chain per Service port: ClientIP affinity lookups, then
+  `numgen inc mod N vmap { 0 : goto ep1, … }` — exact round-robin over the READY endpoints;
+* an `ep-…` chain per endpoint: the hairpin mark when the client is the endpoint itself, the
+  affinity set update, `meta l4proto P dnat to IP:PORT`;
+* `ext-…` chains for NodePort/external traffic: mark for masquerade (policy Cluster) or only local
+  endpoints (policy Local, `svl-…`);
+* Service ports with no ready endpoint are in `no-endpoint-*` maps read by filter hooks, which
+  `reject` new connections (tcp reset / icmp port-unreachable) instead of letting them hang;
+* postrouting masquerades marked traffic only toward the pod bridge, never out of an uplink.
+
+The script starts with `table ip T` / `delete table ip T` so that one `nft -f` replaces the table
+atomically (a separate delete then a failing load would leave no table at all).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+
+from pocketkube.proxy.model import Endpoint, ServicePort
+
+MASQ_MARK = "0x4000"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    table: str  # "pocketkube-<node>"; tests use a unique "pkt<rand>"
+    node_name: str
+    bridge: str
+    nodeport_ips: list[str] = field(default_factory=list)  # empty: every local address but 127/8
+
+
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest())[:8].decode()
+
+
+def service_chain(sp: ServicePort) -> str:
+    return f"svc-{_hash(sp.key)}-{sp.key}"
+
+
+def external_chain(sp: ServicePort) -> str:
+    return f"ext-{_hash(sp.key)}-{sp.key}"
+
+
+def local_chain(sp: ServicePort) -> str:
+    return f"svl-{_hash(sp.key)}-{sp.key}"
+
+
+def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
+    key = f"{sp.key}__{ep.ip}/{ep.port}"
+    return f"ep-{_hash(key)}-{key}"
+
+
+def affinity_set(sp: ServicePort, ep: Endpoint) -> str:
+    return f"aff-{_hash(f'{sp.key}__{ep.ip}/{ep.port}')}"
+
+
+def _balance(sp: ServicePort, endpoints: list[Endpoint]) -> list[str]:
+    """Rules picking one endpoint: a sticky one first if affinity applies, else round-robin."""
+    rules = []
+    if sp.affinity_timeout:
+        rules += [f"ip saddr @{affinity_set(sp, ep)} goto {endpoint_chain(sp, ep)}" for ep in endpoints]
+    if len(endpoints) == 1:
+        rules.append(f"goto {endpoint_chain(sp, endpoints[0])}")
+    else:
+        vmap = ", ".join(f"{i} : goto {endpoint_chain(sp, ep)}" for i, ep in enumerate(endpoints))
+        rules.append(f"numgen inc mod {len(endpoints)} vmap {{ {vmap} }}")
+    return rules
+
+
+def _chain(name: str, rules: list[str]) -> list[str]:
+    return [f"  chain {name} {{", *(f"    {r}" for r in rules), "  }"]
+
+
+def _map(name: str, key_type: str, elements: list[str]) -> list[str]:
+    out = [f"  map {name} {{", f"    type {key_type} : verdict"]
+    if elements:
+        out.append("    elements = {")
+        out += [f"      {e}," for e in elements]
+        out.append("    }")
+    return [*out, "  }"]
+
+
+def _local_ips(node: NodeInfo) -> str:
+    if node.nodeport_ips:
+        return f"ip daddr {{ {', '.join(node.nodeport_ips)} }}"
+    return "fib daddr type local ip daddr != 127.0.0.0/8"
+
+
+def render(ports: list[ServicePort], node: NodeInfo) -> str:
+    """The whole table as an nft script (deterministic for the same input: sorted everywhere)."""
+    t = node.table
+    chains: list[str] = []
+    sets: list[str] = []
+    service_ips: list[str] = []
+    node_ports: list[str] = []
+    no_ep_ips: list[str] = []
+    no_ep_node_ports: list[str] = []
+    for sp in ports:
+        vips = [f"{sp.cluster_ip} . {sp.protocol} . {sp.port}"]
+        ext_vips = [f"{ip} . {sp.protocol} . {sp.port}" for ip in sp.external_ips]
+        has_external = bool(sp.node_port or ext_vips)
+        if not sp.endpoints:
+            no_ep_ips += [f"{v} : goto reject-chain" for v in vips + ext_vips]
+            if sp.node_port:
+                no_ep_node_ports.append(f"{sp.protocol} . {sp.node_port} : goto reject-chain")
+            continue
+        svc = service_chain(sp)
+        service_ips += [f"{v} : goto {svc}" for v in vips]
+        chains += _chain(svc, _balance(sp, sp.endpoints))
+        for ep in sp.endpoints:
+            rules = [f"ip saddr {ep.ip} meta mark set meta mark | {MASQ_MARK}"]
+            if sp.affinity_timeout:
+                aff = affinity_set(sp, ep)
+                sets += [f"  set {aff} {{", "    type ipv4_addr", "    flags dynamic,timeout",
+                         f"    timeout {sp.affinity_timeout}s", "  }"]
+                rules.append(f"update @{aff} {{ ip saddr }}")
+            rules.append(f"meta l4proto {sp.protocol} dnat to {ep.ip}:{ep.port}")
+            chains += _chain(endpoint_chain(sp, ep), rules)
+        if has_external:
+            ext = external_chain(sp)
+            if sp.external_local:
+                local_eps = [ep for ep in sp.endpoints if ep.node_name == node.node_name]
+                # Traffic from this node itself may use any endpoint (kube-proxy does the same).
+                ext_rules = [f"fib saddr type local meta mark set meta mark | {MASQ_MARK} goto {svc}",
+                             f"goto {local_chain(sp)}"]
+                chains += _chain(local_chain(sp), _balance(sp, local_eps) if local_eps else ["drop"])
+            else:
+                ext_rules = [f"meta mark set meta mark | {MASQ_MARK}", f"goto {svc}"]
+            chains += _chain(ext, ext_rules)
+            service_ips += [f"{v} : goto {ext}" for v in ext_vips]
+            if sp.node_port:
+                node_ports.append(f"{sp.protocol} . {sp.node_port} : goto {ext}")
+    local = _local_ips(node)
+    hook_rules = "ct state new jump endpoints-check"
+    lines = [f"table ip {t}", f"delete table ip {t}", f"table ip {t} {{"]
+    lines += _map("service-ips", "ipv4_addr . inet_proto . inet_service", service_ips)
+    lines += _map("service-nodeports", "inet_proto . inet_service", node_ports)
+    lines += _map("no-endpoint-services", "ipv4_addr . inet_proto . inet_service", no_ep_ips)
+    lines += _map("no-endpoint-nodeports", "inet_proto . inet_service", no_ep_node_ports)
+    lines += sets
+    lines += _chain("reject-chain", ["meta l4proto tcp reject with tcp reset", "reject"])
+    lines += _chain("services", ["ip daddr . meta l4proto . th dport vmap @service-ips",
+                                 f"{local} meta l4proto . th dport vmap @service-nodeports"])
+    lines += _chain("endpoints-check", ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+                                        f"{local} meta l4proto . th dport vmap @no-endpoint-nodeports"])
+    lines += _chain("nat-prerouting", ["type nat hook prerouting priority -100; policy accept;", "jump services"])
+    lines += _chain("nat-output", ["type nat hook output priority -100; policy accept;", "jump services"])
+    lines += _chain("nat-postrouting", ["type nat hook postrouting priority 100; policy accept;",
+                                        f'oifname "{node.bridge}" meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade'])
+    for hook in ("input", "forward", "output"):
+        lines += _chain(f"filter-{hook}", [f"type filter hook {hook} priority -10; policy accept;", hook_rules])
+    lines += chains
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_delete(table: str) -> str:
+    """A script removing the table whether or not it exists."""
+    return f"table ip {table}\ndelete table ip {table}\n"
