@@ -30,6 +30,11 @@ class NodeCluster:
     bridge: str
     cluster_cidr: str
     data_dir: str
+    service_cidr: str = ""
+
+    @property
+    def dns_ip(self) -> str:
+        return self.service_cidr.split("/")[0].rsplit(".", 1)[0] + ".10"
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -66,7 +71,9 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
     cluster_cidr, service_cidr = f"10.{octet}.0.0/16", f"10.{octet + 1 if octet < 254 else octet - 1}.0.0/16"
     bridge = f"pkt{tag}br"
     node = f"pkt{tag}-node"
+    dns_ip = service_cidr.split("/")[0].rsplit(".", 1)[0] + ".10"
     server = start_server(os.path.join(base, "server"), extra_args=("--cluster-cidr", cluster_cidr,
+                                                                      "--service-cidr", service_cidr,
                                                                       "--node-monitor-grace-period", "40"))
     agent_dir = os.path.join(base, "agent")
     import_dir = os.path.join(agent_dir, "images-import")
@@ -79,10 +86,10 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
     agent = subprocess.Popen(
         [sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token", token,
          "--data-dir", agent_dir, "--node-name", node, "--node-ip", "127.0.0.1", "--bridge", bridge,
-         "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--lease-interval", "2"],
+         "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--cluster-dns", dns_ip, "--lease-interval", "2"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
-    cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base)
+    cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base, service_cidr)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -104,6 +111,11 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
             agent.kill()
             agent.wait(5)
         server.stop()
+        # the proxy removes its table and route on exit; this is the backstop if it was killed
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+        leaked = f"table ip pocketkube-{node}" in tables.splitlines()
+        subprocess.run(["nft", "delete", "table", "ip", f"pocketkube-{node}"], capture_output=True, check=False)
+        subprocess.run(["ip", "route", "del", service_cidr, "dev", bridge], capture_output=True, check=False)
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
         for ctrl in os.listdir("/sys/fs/cgroup"):
             path = os.path.join("/sys/fs/cgroup", ctrl, "pocketkube", node)
@@ -115,3 +127,5 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
                 with contextlib.suppress(OSError):
                     os.rmdir(path)
         shutil.rmtree(os.path.join("/run/pocketkube", node), ignore_errors=True)
+        if leaked:
+            raise AssertionError(f"the proxy left nftables table pocketkube-{node} behind")
