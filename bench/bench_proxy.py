@@ -7,8 +7,9 @@ so no rule ever touches the host. Per size:
 - apply: the rendered script through `nft -f -` (one atomic transaction), first load and reload;
 - floor: `nft -f -` of a table with the same number of plain `ip daddr X tcp dport 80 dnat to Y`
   rules and no chains, maps or sets — what the kernel + nft parser cost at minimum;
-- change → rule: one endpoint flips unready; debounce (20 ms) + render + reload, i.e. the time a
-  proxier needs from the informer event to the new rule in the kernel.
+- change → rule: one endpoint flips unready; debounce (20 ms) + render + the incremental diff
+  (nftables_diff.py) applied, i.e. what a proxier needs from the informer event to the new rule in
+  the kernel; beside it the same with a whole-table reload.
 
 Run (root): /work/main/.venv/bin/python bench/bench_proxy.py [--sizes 1000,10000]
 """
@@ -27,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pocketkube.proxy import nftables_apply
 from pocketkube.proxy.model import service_ports
-from pocketkube.proxy.nftables_render import NodeInfo, render
+from pocketkube.proxy.nftables_diff import incremental_script
+from pocketkube.proxy.nftables_render import NodeInfo, render, render_ruleset
 from tests.unit.proxy.fixtures import many
 
 DEBOUNCE = 0.02
@@ -57,16 +59,25 @@ async def bench(n: int, netns: str, table: str) -> None:
     floor = floor_script(table + "f", n)
     t_floor = await timed(nftables_apply.apply_script(floor, netns=netns))
     await nftables_apply.delete_table(table + "f", netns=netns)
+    old = render_ruleset(service_ports(services, slices), node)
     slices[n // 2]["endpoints"][0]["conditions"]["ready"] = False
     start = time.perf_counter()
     await asyncio.sleep(DEBOUNCE)
-    script2 = render(service_ports(services, slices), node)
-    await nftables_apply.apply_script(script2, netns=netns)
+    new = render_ruleset(service_ports(services, slices), node)
+    diff = incremental_script(old, new)
+    assert diff
+    await nftables_apply.apply_script(diff, netns=netns)
     t_change = time.perf_counter() - start
+    slices[n // 2]["endpoints"][0]["conditions"]["ready"] = True
+    start = time.perf_counter()
+    await asyncio.sleep(DEBOUNCE)
+    await nftables_apply.apply_script(render(service_ports(services, slices), node), netns=netns)
+    t_change_full = time.perf_counter() - start
     await nftables_apply.delete_table(table, netns=netns)
     print(f"{n:>6} services | script {len(script) / 1e6:5.2f} MB | model+render {t_render * 1000:7.0f} ms | "
           f"apply first {t_first * 1000:7.0f} ms, reload {t_reload * 1000:7.0f} ms | "
-          f"floor (plain dnat rules) {t_floor * 1000:6.0f} ms | change->rule {t_change * 1000:7.0f} ms", flush=True)
+          f"floor (plain dnat rules) {t_floor * 1000:6.0f} ms | change->rule {t_change * 1000:6.0f} ms "
+          f"(whole-table reload: {t_change_full * 1000:6.0f} ms)", flush=True)
 
 
 def main() -> None:

@@ -79,11 +79,11 @@ def _chain(name: str, rules: list[str]) -> list[str]:
     return [f"  chain {name} {{", *(f"    {r}" for r in rules), "  }"]
 
 
-def _map(name: str, key_type: str, elements: list[str]) -> list[str]:
+def _map(name: str, key_type: str, elements: dict[str, str]) -> list[str]:
     out = [f"  map {name} {{", f"    type {key_type} : verdict"]
     if elements:
         out.append("    elements = {")
-        out += [f"      {e}," for e in elements]
+        out += [f"      {k} : {v}," for k, v in elements.items()]
         out.append("    }")
     return [*out, "  }"]
 
@@ -94,72 +94,92 @@ def _local_ips(node: NodeInfo) -> str:
     return "fib daddr type local ip daddr != 127.0.0.0/8"
 
 
-def render(ports: list[ServicePort], node: NodeInfo) -> str:
-    """The whole table as an nft script (deterministic for the same input: sorted everywhere)."""
-    t = node.table
-    chains: list[str] = []
-    sets: list[str] = []
-    service_ips: list[str] = []
-    node_ports: list[str] = []
-    no_ep_ips: list[str] = []
-    no_ep_node_ports: list[str] = []
+MAP_TYPES = {"service-ips": "ipv4_addr . inet_proto . inet_service", "service-nodeports": "inet_proto . inet_service",
+             "no-endpoint-services": "ipv4_addr . inet_proto . inet_service",
+             "no-endpoint-nodeports": "inet_proto . inet_service"}
+
+
+@dataclass
+class Ruleset:
+    """The table as data, so a later one can be applied as a diff (nftables_diff.py)."""
+
+    table: str
+    maps: dict[str, dict[str, str]]  # map name -> {key: verdict}
+    sets: dict[str, list[str]]  # affinity set name -> its body lines
+    fixed: dict[str, list[str]]  # base chains and the chains they jump to: replaced only as a whole
+    chains: dict[str, list[str]]  # per-Service and per-endpoint chains
+
+    def script(self) -> str:
+        t = self.table
+        lines = [f"table ip {t}", f"delete table ip {t}", f"table ip {t} {{"]
+        for name, elements in self.maps.items():
+            lines += _map(name, MAP_TYPES[name], elements)
+        for name, body in self.sets.items():
+            lines += [f"  set {name} {{", *(f"    {b}" for b in body), "  }"]
+        for name, rules in (self.fixed | self.chains).items():
+            lines += _chain(name, rules)
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def render_ruleset(ports: list[ServicePort], node: NodeInfo) -> Ruleset:
+    """The whole table as data (deterministic for the same input: sorted everywhere)."""
+    chains: dict[str, list[str]] = {}
+    sets: dict[str, list[str]] = {}
+    maps: dict[str, dict[str, str]] = {name: {} for name in MAP_TYPES}
     for sp in ports:
         vips = [f"{sp.cluster_ip} . {sp.protocol} . {sp.port}"]
         ext_vips = [f"{ip} . {sp.protocol} . {sp.port}" for ip in sp.external_ips]
-        has_external = bool(sp.node_port or ext_vips)
         if not sp.endpoints:
-            no_ep_ips += [f"{v} : goto reject-chain" for v in vips + ext_vips]
+            maps["no-endpoint-services"].update((v, "goto reject-chain") for v in vips + ext_vips)
             if sp.node_port:
-                no_ep_node_ports.append(f"{sp.protocol} . {sp.node_port} : goto reject-chain")
+                maps["no-endpoint-nodeports"][f"{sp.protocol} . {sp.node_port}"] = "goto reject-chain"
             continue
         svc = service_chain(sp)
-        service_ips += [f"{v} : goto {svc}" for v in vips]
-        chains += _chain(svc, _balance(sp, sp.endpoints))
+        maps["service-ips"].update((v, f"goto {svc}") for v in vips)
+        chains[svc] = _balance(sp, sp.endpoints)
         for ep in sp.endpoints:
             rules = [f"ip saddr {ep.ip} meta mark set meta mark | {MASQ_MARK}"]
             if sp.affinity_timeout:
                 aff = affinity_set(sp, ep)
-                sets += [f"  set {aff} {{", "    type ipv4_addr", "    flags dynamic,timeout",
-                         f"    timeout {sp.affinity_timeout}s", "  }"]
+                sets[aff] = ["type ipv4_addr", "flags dynamic,timeout", f"timeout {sp.affinity_timeout}s"]
                 rules.append(f"update @{aff} {{ ip saddr }}")
             rules.append(f"meta l4proto {sp.protocol} dnat to {ep.ip}:{ep.port}")
-            chains += _chain(endpoint_chain(sp, ep), rules)
-        if has_external:
+            chains[endpoint_chain(sp, ep)] = rules
+        if sp.node_port or ext_vips:
             ext = external_chain(sp)
             if sp.external_local:
                 local_eps = [ep for ep in sp.endpoints if ep.node_name == node.node_name]
                 # Traffic from this node itself may use any endpoint (kube-proxy does the same).
-                ext_rules = [f"fib saddr type local meta mark set meta mark | {MASQ_MARK} goto {svc}",
-                             f"goto {local_chain(sp)}"]
-                chains += _chain(local_chain(sp), _balance(sp, local_eps) if local_eps else ["drop"])
+                chains[local_chain(sp)] = _balance(sp, local_eps) if local_eps else ["drop"]
+                chains[ext] = [f"fib saddr type local meta mark set meta mark | {MASQ_MARK} goto {svc}",
+                               f"goto {local_chain(sp)}"]
             else:
-                ext_rules = [f"meta mark set meta mark | {MASQ_MARK}", f"goto {svc}"]
-            chains += _chain(ext, ext_rules)
-            service_ips += [f"{v} : goto {ext}" for v in ext_vips]
+                chains[ext] = [f"meta mark set meta mark | {MASQ_MARK}", f"goto {svc}"]
+            maps["service-ips"].update((v, f"goto {ext}") for v in ext_vips)
             if sp.node_port:
-                node_ports.append(f"{sp.protocol} . {sp.node_port} : goto {ext}")
+                maps["service-nodeports"][f"{sp.protocol} . {sp.node_port}"] = f"goto {ext}"
     local = _local_ips(node)
-    hook_rules = "ct state new jump endpoints-check"
-    lines = [f"table ip {t}", f"delete table ip {t}", f"table ip {t} {{"]
-    lines += _map("service-ips", "ipv4_addr . inet_proto . inet_service", service_ips)
-    lines += _map("service-nodeports", "inet_proto . inet_service", node_ports)
-    lines += _map("no-endpoint-services", "ipv4_addr . inet_proto . inet_service", no_ep_ips)
-    lines += _map("no-endpoint-nodeports", "inet_proto . inet_service", no_ep_node_ports)
-    lines += sets
-    lines += _chain("reject-chain", ["meta l4proto tcp reject with tcp reset", "reject"])
-    lines += _chain("services", ["ip daddr . meta l4proto . th dport vmap @service-ips",
-                                 f"{local} meta l4proto . th dport vmap @service-nodeports"])
-    lines += _chain("endpoints-check", ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
-                                        f"{local} meta l4proto . th dport vmap @no-endpoint-nodeports"])
-    lines += _chain("nat-prerouting", ["type nat hook prerouting priority -100; policy accept;", "jump services"])
-    lines += _chain("nat-output", ["type nat hook output priority -100; policy accept;", "jump services"])
-    lines += _chain("nat-postrouting", ["type nat hook postrouting priority 100; policy accept;",
-                                        f'oifname "{node.bridge}" meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade'])
+    fixed = {
+        "reject-chain": ["meta l4proto tcp reject with tcp reset", "reject"],
+        "services": ["ip daddr . meta l4proto . th dport vmap @service-ips",
+                     f"{local} meta l4proto . th dport vmap @service-nodeports"],
+        "endpoints-check": ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+                            f"{local} meta l4proto . th dport vmap @no-endpoint-nodeports"],
+        "nat-prerouting": ["type nat hook prerouting priority -100; policy accept;", "jump services"],
+        "nat-output": ["type nat hook output priority -100; policy accept;", "jump services"],
+        "nat-postrouting": ["type nat hook postrouting priority 100; policy accept;",
+                            f'oifname "{node.bridge}" meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade'],
+    }
     for hook in ("input", "forward", "output"):
-        lines += _chain(f"filter-{hook}", [f"type filter hook {hook} priority -10; policy accept;", hook_rules])
-    lines += chains
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        fixed[f"filter-{hook}"] = [f"type filter hook {hook} priority -10; policy accept;",
+                                   "ct state new jump endpoints-check"]
+    return Ruleset(table=node.table, maps=maps, sets=sets, fixed=fixed, chains=chains)
+
+
+def render(ports: list[ServicePort], node: NodeInfo) -> str:
+    """The whole table as one nft script that replaces it atomically."""
+    return render_ruleset(ports, node).script()
 
 
 def render_delete(table: str) -> str:

@@ -20,7 +20,8 @@ from pocketkube.client.informer import Informer
 from pocketkube.client.rest import APIClient, ClientConfig
 from pocketkube.proxy import nftables_apply
 from pocketkube.proxy.model import service_ports
-from pocketkube.proxy.nftables_render import NodeInfo, render
+from pocketkube.proxy.nftables_diff import incremental_script
+from pocketkube.proxy.nftables_render import NodeInfo, Ruleset, render_ruleset
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class SyncMetrics:
 
     syncs: int = 0
     applies: int = 0
+    incremental: int = 0  # applies done as a diff rather than a whole-table reload
     failures: int = 0
     last_duration: float = 0.0
     durations: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=256))
@@ -67,7 +69,7 @@ class Proxier:
         self.slices = Informer(client.resource("discovery.k8s.io", "v1", "endpointslices"))
         self.nodes = Informer(client.core("nodes"), field_selector=f"metadata.name={config.node_name}")
         self.metrics = SyncMetrics()
-        self.applied = ""  # the script last loaded
+        self.applied: Ruleset | None = None  # the table last loaded
         self.synced_at = 0.0  # monotonic time of the last successful load
         self._dirty = asyncio.Event()
         self._route_done = False
@@ -90,8 +92,8 @@ class Proxier:
         return NodeInfo(table=self.config.table, node_name=self.config.node_name, bridge=self.config.bridge,
                         nodeport_ips=sorted(ips, key=ipaddress.ip_address))
 
-    def render(self, gateway: str | None) -> str:
-        return render(service_ports(self.services.list(), self.slices.list()), self.node_info(gateway))
+    def render(self, gateway: str | None) -> Ruleset:
+        return render_ruleset(service_ports(self.services.list(), self.slices.list()), self.node_info(gateway))
 
     async def sync(self) -> None:
         """Render from the caches and load if changed (the route first, before any DNAT)."""
@@ -105,10 +107,20 @@ class Proxier:
             await nftables_apply.ensure_service_route(self.config.service_cidr, self.config.bridge, gateway,
                                                       netns=netns)
             self._route_done = True
-        script = self.render(gateway)
-        if script != self.applied:
-            await nftables_apply.apply_script(script, netns=netns)
-            self.applied = script
+        ruleset = self.render(gateway)
+        diff = None if self.applied is None else incremental_script(self.applied, ruleset)
+        if diff != "":
+            try:
+                if diff is None:
+                    raise nftables_apply.ApplyError("full reload")
+                await nftables_apply.apply_script(diff, netns=netns)
+                self.metrics.incremental += 1
+            except nftables_apply.ApplyError as e:
+                if diff is not None:  # the table was changed behind our back: replace it whole
+                    log.info("incremental update failed (%s); reloading the table", e)
+                self.applied = None
+                await nftables_apply.apply_script(ruleset.script(), netns=netns)
+            self.applied = ruleset
             self.metrics.applies += 1
             self.synced_at = time.monotonic()
         self.metrics.last_duration = time.perf_counter() - start
