@@ -26,6 +26,11 @@ from pocketkube.proxy.nftables_render import NodeInfo, Ruleset, render_ruleset
 log = logging.getLogger(__name__)
 
 
+def table_name(node_name: str) -> str:
+    """The node's own nftables table: `pocketkube-<node name>`."""
+    return "pocketkube-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in node_name)
+
+
 @dataclass
 class ProxyConfig:
     node_name: str
@@ -43,7 +48,7 @@ class ProxyConfig:
             raise ValueError("proxy: node name must not be empty")
         ipaddress.ip_network(self.service_cidr)
         if not self.table:
-            self.table = "pocketkube-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in self.node_name)
+            self.table = table_name(self.node_name)
         if len(self.table) > 64:
             raise ValueError("proxy: table name too long")
 
