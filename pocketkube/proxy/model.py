@@ -8,6 +8,7 @@ same raw objects on its own. Only IPv4 is modelled, as the pod network is IPv4.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,11 +45,18 @@ class ServicePort:
         return f"{self.namespace}/{self.name}/{self.protocol}/{self.port_name or self.port}"
 
 
-def _is_ipv4(value: object) -> bool:
+@functools.lru_cache(maxsize=262_144)
+def _ip_key(value: str) -> int:
+    """The address as an int for sorting, -1 when it is not IPv4 (cached: parsing dominates)."""
     try:
-        return isinstance(value, str) and ipaddress.ip_address(value).version == 4
+        ip = ipaddress.ip_address(value)
     except ValueError:
-        return False
+        return -1
+    return int(ip) if ip.version == 4 else -1
+
+
+def _is_ipv4(value: object) -> bool:
+    return isinstance(value, str) and _ip_key(value) >= 0
 
 
 def slices_by_service(slices: Iterable[Obj]) -> dict[tuple[str, str], list[Obj]]:
@@ -79,7 +87,7 @@ def ready_endpoints(slices: list[Obj], port_name: str, protocol: str) -> list[En
             for ip in (ep.get("addresses") or [])[:1]:
                 if _is_ipv4(ip) and ip not in seen:
                     seen[ip] = Endpoint(ip, number, str(ep.get("nodeName") or ""))
-    return sorted(seen.values(), key=lambda e: (ipaddress.ip_address(e.ip), e.port))
+    return sorted(seen.values(), key=lambda e: (_ip_key(e.ip), e.port))
 
 
 def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[ServicePort]:
@@ -109,7 +117,7 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
             out.append(ServicePort(
                 namespace=ns, name=name, port_name=port_name, protocol=protocol, port=int(p["port"]),
                 cluster_ip=str(cluster_ip), node_port=int(p.get("nodePort") or 0) if node_port_ok else 0,
-                external_ips=sorted(set(externals), key=ipaddress.ip_address), external_local=local,
+                external_ips=sorted(set(externals), key=_ip_key), external_local=local,
                 affinity_timeout=affinity,
                 endpoints=ready_endpoints(by_svc.get((ns, name), []), port_name, protocol)))
     out.sort(key=lambda sp: (sp.namespace, sp.name, sp.port, sp.protocol))

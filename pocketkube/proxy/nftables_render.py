@@ -21,6 +21,7 @@ atomically (a separate delete then a failing load would leave no table at all).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ class NodeInfo:
     nodeport_ips: list[str] = field(default_factory=list)  # empty: every local address but 127/8
 
 
+@functools.lru_cache(maxsize=262_144)  # names are stable across syncs: hash each once
 def _hash(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest())[:8].decode()
 
