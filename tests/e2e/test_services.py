@@ -178,6 +178,25 @@ def test_node_port_and_cluster_ip_from_the_host(cluster: NodeCluster, web: str) 
     cluster.kubectl("delete", "svc", "web-np")
 
 
+def test_hairpin_a_pod_reaches_itself_through_its_service(cluster: NodeCluster, dns: str) -> None:
+    # the only endpoint of "hp" asks "hp" (by name) until it answers: pod -> VIP -> itself needs the
+    # masquerade mark and hairpin mode on its bridge port
+    script = ("mkdir -p /tmp/w && hostname > /tmp/w/index.html && httpd -p 8080 -h /tmp/w && "
+              "for i in $(seq 40); do r=$(timeout 2 wget -qO- http://hp.default.svc.cluster.local/) && break; "
+              "sleep 0.5; done; echo \"got:$r\" > /dev/termination-log")
+    _apply(cluster, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hp", "labels": {"app": "hp"}},
+                     "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                              "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", script],
+                                              "ports": [{"name": "http", "containerPort": 8080}],
+                                              "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}})
+    _apply(cluster, _svc("hp", {"app": "hp"}))
+    pod = cluster.wait_pod("hp", lambda p: "terminated" in ((p["status"].get("containerStatuses") or [{}])[0]
+                                                            .get("state") or {}), timeout=90)
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"].strip() == "got:hp"
+    cluster.kubectl("delete", "pod", "hp", "--timeout=60s", check=False, timeout=90)
+    cluster.kubectl("delete", "svc", "hp")
+
+
 def _slice_ready(cluster: NodeCluster, service: str) -> dict[str, bool]:
     url = (f"{cluster.server.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
            f"?labelSelector=kubernetes.io/service-name%3D{service}")
