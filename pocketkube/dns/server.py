@@ -111,7 +111,9 @@ class DNSServer:
             reply = request.reply()
             reply.header.tc = 1
             packed = reply.pack()
-        elif len(self.cache) < CACHE_LIMIT:
+        else:
+            if len(self.cache) >= CACHE_LIMIT:
+                self.cache.clear()  # e.g. queries carrying random EDNS cookies: start again, stay bounded
             self.cache[data[2:]] = packed[2:]
         return packed
 
