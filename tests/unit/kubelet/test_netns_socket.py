@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from pocketkube.kubelet.netns_socket import listening_socket, socket_in
 
 SIOCGSKNS = 0x894C  # ioctl: an fd for the namespace a socket belongs to
