@@ -76,6 +76,9 @@ async def run(config: AgentConfig) -> None:
             tasks = [tg.create_task(lease.run(), name="lease"), tg.create_task(status.run(), name="node-status")]
             if config.run_pods:
                 tasks.append(tg.create_task(_run_kubelet(client, config), name="kubelet"))
+            if config.run_pods and config.node_netns:  # a node in a netns (cluster up): route to other nodes' pods
+                from pocketkube.kubelet.node_routes import node_routes
+                tasks.append(tg.create_task(node_routes(client, config.node_name), name="node-routes"))
             await stop.wait()
             for t in tasks:
                 t.cancel()
