@@ -159,7 +159,12 @@ def up(args: argparse.Namespace, data_dir: str) -> int:
         print(f"pocketkube cluster up: links or namespaces of a cluster {args.name!r} already exist; "
               f"run `pocketkube cluster down --name {args.name}` first", file=sys.stderr)
         return 1
-    octet = network.pick_switch_octet(args.name)
+    try:
+        network.check_cluster_cidr(args.cluster_cidr)
+        octet = network.pick_switch_octet(args.name)
+    except (network.ClusterNetworkError, ValueError) as e:
+        print(f"pocketkube cluster up: {e}", file=sys.stderr)
+        return 1
     state = ClusterState(name=args.name, data_dir=data_dir, octet=octet, port=args.port,
                          cluster_cidr=args.cluster_cidr)
     state.nodes = [NodeSpec(name=network.netns_name(args.name, i), netns=network.netns_name(args.name, i),
@@ -334,7 +339,10 @@ def down(name: str, data_dir: str) -> int:
         pids = [state.supervisor_pid, *network.descendants(state.supervisor_pid)]
         network.signal_pids([state.supervisor_pid], signal.SIGTERM)
         network.wait_gone([state.supervisor_pid], 20.0)
-    network.terminate([*pids, *network.pids_in_netns(inodes)], grace=5.0)
+    # The data dir is unique to this cluster: anything still running with it in its command line
+    # (a server or agent orphaned by a killed supervisor, a conmon) is ours.
+    mine = network.pids_with_arg(state.data_dir.rstrip("/") + "/") if state is not None and len(state.data_dir) > 4 else []
+    network.terminate([*pids, *network.pids_in_netns(inodes), *mine], grace=5.0)
     for node in node_names:
         network.remove_cgroups(node)
     network.terminate(network.pids_in_netns(inodes), grace=2.0)

@@ -105,8 +105,31 @@ def create_node(bridge: str, netns: str, veth: str, cidr: str) -> None:
     run(in_netns(netns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
 
 
+def check_cluster_cidr(cluster_cidr: str) -> None:
+    """Refuse a cluster CIDR the host already routes or holds addresses in (another cluster's, a
+    real network's): the host route to it must not hijack anybody's traffic."""
+    net = ipaddress.ip_network(cluster_cidr)
+    clash = sorted({str(u) for u in used_ipv4_networks() if net.overlaps(u)})
+    if clash:
+        raise ClusterNetworkError(f"cluster CIDR {cluster_cidr} overlaps {', '.join(clash)} on this host; "
+                                  "pick another with --cluster-cidr")
+
+
 def route_cluster_cidr(cluster_cidr: str, via: str, bridge: str) -> None:
-    run(["ip", "route", "replace", cluster_cidr, "via", via, "dev", bridge])
+    run(["ip", "route", "add", cluster_cidr, "via", via, "dev", bridge])
+
+
+def pids_with_arg(fragment: str) -> list[int]:
+    """Processes whose command line contains `fragment` (a cluster's unique data dir)."""
+    out = []
+    needle = fragment.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as f:
+            if needle in f.read():
+                out.append(int(entry))
+    return out
 
 
 # ---- teardown ----------------------------------------------------------------------------------
