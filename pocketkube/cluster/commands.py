@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -349,7 +350,7 @@ def down(name: str, data_dir: str) -> int:
     for link in network.cluster_links(name):
         if not link.endswith("sw"):
             network.delete_link(link)
-    for ns in netns_names:
+    for ns in [*netns_names, *leftover_pod_netns(data_dir)]:
         network.delete_netns(ns)
     network.delete_link(network.bridge_name(name))  # the host route to the cluster CIDR goes with it
     network.delete_nft_tables(name)
@@ -360,6 +361,18 @@ def down(name: str, data_dir: str) -> int:
         shutil.rmtree(data_dir, ignore_errors=True)
     print(f"pocketkube: cluster {name} is down")
     return 0
+
+
+def leftover_pod_netns(data_dir: str) -> list[str]:
+    """Pod namespaces still recorded in the nodes' CNI caches (pods whose kubelet could not tear
+    them down: a drain that failed, an agent that was gone)."""
+    out = []
+    for path in glob.glob(os.path.join(data_dir, "nodes", "*", "cni", "cache", "**", "*"), recursive=True):
+        with contextlib.suppress(OSError, ValueError, AttributeError), open(path) as f:
+            netns = str(json.load(f).get("netns") or "")
+            if os.path.dirname(netns) == network.NETNS_DIR:
+                out.append(os.path.basename(netns))
+    return sorted(set(out))
 
 
 async def drain(state: ClusterState, timeout: float = 90.0) -> None:
