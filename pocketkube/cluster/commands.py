@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pocketkube
+from pocketkube.agent.cleanup import cleanup_node
 from pocketkube.client.rest import APIClient, ClientConfig
 from pocketkube.cluster import network
 from pocketkube.server.supervisor import ChildProcess
@@ -344,6 +345,12 @@ def down(name: str, data_dir: str) -> int:
     # (a server or agent orphaned by a killed supervisor, a conmon) is ours.
     mine = network.pids_with_arg(state.data_dir.rstrip("/") + "/") if state is not None and len(state.data_dir) > 4 else []
     network.terminate([*pids, *network.pids_in_netns(inodes), *mine], grace=5.0)
+    if state is not None:
+        # The agents' own records: containers in runc's state dir, conmon pid files, mounts, pod
+        # network namespaces named in the CNI cache, the node's cgroups and run dir.
+        for spec in state.nodes:
+            with contextlib.suppress(Exception):
+                cleanup_node(node_name=spec.name, data_dir=state.node_dir(spec))
     for node in node_names:
         network.remove_cgroups(node)
     network.terminate(network.pids_in_netns(inodes), grace=2.0)
