@@ -92,15 +92,18 @@ def cluster_command(*args: str, timeout: float) -> subprocess.CompletedProcess[s
 
 def start_multi_node_cluster(base: str, *, workers: int = 2, image_archives: list[str]) -> Iterator[MultiNodeCluster]:
     name = f"t{random.randrange(16**4):04x}"
-    cluster_cidr = f"10.{random.randrange(20, 100)}.0.0/16"
     data_dir = os.path.join(base, name)
     cluster = MultiNodeCluster(name=name, data_dir=data_dir, kubeconfig=os.path.join(data_dir, "server", "kubeconfig.yaml"),
                                master=f"pk{name}-node0", workers=[f"pk{name}-node{i}" for i in range(1, workers + 1)],
-                               cluster_cidr=cluster_cidr)
+                               cluster_cidr="")
     try:
-        up = cluster_command("up", "--nodes", str(workers), "--name", name, "--data-dir", data_dir,
-                             "--cluster-cidr", cluster_cidr, "--timeout", "180",
-                             *(a for path in image_archives for a in ("--image", path)), timeout=240)
+        for _ in range(5):  # another test's cluster may hold the random CIDR: cluster up refuses it
+            cluster.cluster_cidr = f"10.{random.randrange(20, 100)}.0.0/16"
+            up = cluster_command("up", "--nodes", str(workers), "--name", name, "--data-dir", data_dir,
+                                 "--cluster-cidr", cluster.cluster_cidr, "--timeout", "180",
+                                 *(a for path in image_archives for a in ("--image", path)), timeout=240)
+            if "overlaps" not in up.stderr:
+                break
         if up.returncode != 0:
             raise RuntimeError(f"cluster up failed:\n{up.stdout}\n{up.stderr}\n{cluster.logs()}")
         assert cluster.kubeconfig in up.stdout, up.stdout
