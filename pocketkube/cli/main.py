@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     dns.add_argument("--cluster-domain", default="cluster.local", help="(default %(default)s)")
     dns.add_argument("--upstream", default="", help="HOST[:PORT] for other names (default: /etc/resolv.conf)")
     dns.add_argument("-v", "--verbose", action="store_true")
+    from pocketkube.cluster import commands as cluster_commands
+
+    cluster_commands.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -279,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_server(args, disable_agent=True, disable_controllers=True)
     if args.command == "agent":
         return cmd_agent(args)
+    if args.command == "cluster":
+        return cluster_commands.main(args)
     if args.command == "image":
         return cmd_image(args)
     if args.command == "scheduler":
