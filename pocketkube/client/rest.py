@@ -119,32 +119,36 @@ class APIClient:
         self._watch_session: aiohttp.ClientSession | None = None
         self._ssl = config.ssl_context()
 
-    def _new_session(self, limit: int) -> aiohttp.ClientSession:
-        headers = {"User-Agent": self.config.user_agent, "Accept": "application/json"}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
-        return aiohttp.ClientSession(
-            base_url=self.config.server, headers=headers,
-            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=limit),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+    def watch_session(self) -> aiohttp.ClientSession:
+        """Watches hold a connection for minutes each: they get their own pool, without a limit, so
+        any number of informers never starves ordinary requests (client-go gives each watch its
+        own HTTP/2 stream for the same reason)."""
+        if self._watch_session is None or self._watch_session.closed:
+            headers = {"User-Agent": self.config.user_agent, "Accept": "application/json"}
+            if self.config.token:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            self._watch_session = aiohttp.ClientSession(
+                base_url=self.config.server, headers=headers,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self._watch_session
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = self._new_session(64)
+            headers = {"User-Agent": self.config.user_agent, "Accept": "application/json"}
+            if self.config.token:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            self._session = aiohttp.ClientSession(
+                base_url=self.config.server, headers=headers,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         return self._session
 
-    def watch_session(self) -> aiohttp.ClientSession:
-        """Watch streams hold a connection for minutes, one per informer: they get their own pool
-        (unbounded: one connection each), so a process with many informers (the controller-manager
-        has 61) keeps all 64 pooled connections for its requests."""
-        if self._watch_session is None or self._watch_session.closed:
-            self._watch_session = self._new_session(0)
-        return self._watch_session
-
     async def close(self) -> None:
-        for session in (self._session, self._watch_session):
-            if session is not None:
-                await session.close()
+        if self._session is not None:
+            await self._session.close()
+        if self._watch_session is not None:
+            await self._watch_session.close()
 
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
                       content_type: str = "application/json", timeout: float = 30.0) -> Obj:
