@@ -16,7 +16,10 @@ Every figure is printed with the load average and per-process CPU seconds (utime
 /proc/<pid>/stat): the machine is shared. Processes are stopped by pid, temp dirs removed.
 
     python bench/bench_scale.py [--nodes 1000] [--pods 1000] [--sched-nodes 1000,5000]
-                                [--sched-pods 10000] [--steady 30] [--quick] [--skip-sched]
+                                [--sched-pods 10000] [--steady 30] [--quick]
+                                [--skip-fleet] [--skip-sched] [--profile DIR]
+
+Results, floors and targets: BENCHMARKS.md, "Scale on hollow nodes".
 """
 
 from __future__ import annotations
