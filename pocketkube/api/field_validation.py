@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pocketkube.api import schema as k8s_schema
 
 Schema = dict[str, Any]
@@ -256,11 +258,30 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> _Pairs:
     return out
 
 
+def _may_have_duplicates(raw_json: bytes) -> bool:
+    """False only when `raw_json` certainly has no key twice in one object (cheap, ~10 us a pod).
+
+    In JSON a `:` is either the separator of one member or a character of a string. orjson's
+    compact re-encoding of the decoded document keeps one member per distinct key and writes
+    every string's colons literally, so without `\\u` escapes (which could hide a colon) the raw
+    text has more colons than the re-encoding exactly when members were dropped as duplicates.
+    """
+    if b"\\u" in raw_json:
+        return True
+    try:
+        again = orjson.dumps(orjson.loads(raw_json))
+    except (ValueError, TypeError, RecursionError):  # orjson's decode and encode errors
+        return True
+    return raw_json.count(b":") != again.count(b":")
+
+
 def duplicate_fields(raw_json: bytes) -> list[str]:
     """Paths of keys given twice in one JSON object (`metadata.name`, `spec.containers[0].image`).
 
     Invalid JSON reports nothing here; the decoder proper raises for it.
     """
+    if not _may_have_duplicates(raw_json):
+        return []
     try:
         tree = json.loads(raw_json, object_pairs_hook=_pairs_hook)
     except (ValueError, RecursionError):
