@@ -62,10 +62,25 @@ def is_atomic_map(schema: Schema | None) -> bool:
     return schema is not None and schema.get("x-kubernetes-map-type") == "atomic"
 
 
+# Facts about the schemas of the loaded definitions (api/schema.py `owned`), by id(): those
+# schemas live unchanged for the whole process. Other schemas are looked at afresh every time.
+_CHILDREN: dict[int, tuple[dict[str, Schema | None], Schema | None]] = {}
+_LIST_KINDS: dict[int, tuple[str, list[str], Schema | None]] = {}
+
+
 def child_schema(schema: Schema | None, key: str) -> tuple[Schema | None, bool]:
     """(schema of `key` in a map, whether `key` is a declared struct field)."""
     if schema is None:
         return None, False
+    facts = _CHILDREN.get(id(schema))
+    if facts is None and k8s_schema.owned(schema):
+        fields = {name: k8s_schema.resolve(sub) if isinstance(sub, dict) else None
+                  for name, sub in k8s_schema.properties(schema).items()}
+        facts = _CHILDREN[id(schema)] = (fields, k8s_schema.additional_properties(schema))
+    if facts is not None:
+        if key in facts[0]:
+            return facts[0][key], True
+        return facts[1], False
     props = k8s_schema.properties(schema)
     if key in props:
         return k8s_schema.field_schema(schema, key), True
@@ -73,9 +88,22 @@ def child_schema(schema: Schema | None, key: str) -> tuple[Schema | None, bool]:
 
 
 def list_kind(schema: Schema | None) -> tuple[str, list[str], Schema | None]:
-    """(`atomic` | `set` | `map`, map keys, item schema) of a list-typed field schema."""
+    """(`atomic` | `set` | `map`, map keys, item schema) of a list-typed field schema.
+
+    The keys list may be shared between calls: do not change it.
+    """
     if schema is None:
         return "atomic", [], None
+    known = _LIST_KINDS.get(id(schema))
+    if known is not None:
+        return known
+    found = _list_kind(schema)
+    if k8s_schema.owned(schema):
+        _LIST_KINDS[id(schema)] = found
+    return found
+
+
+def _list_kind(schema: Schema) -> tuple[str, list[str], Schema | None]:
     items = k8s_schema.items_schema(schema)
     declared = schema.get("x-kubernetes-list-type")
     if declared == "map":
@@ -228,24 +256,29 @@ def _element_order(element: str) -> tuple[int, str]:
 def encode_fields(paths: FieldSet) -> dict[str, Any]:
     """A field set as a fieldsV1 object (`.` marks a member that also has children)."""
     root: dict[str, Any] = {}
+    member_nodes = []
     for path in paths:
         node = root
         for element in path:
-            node = node.setdefault(element, {})
-    for path in paths:
-        node = root
-        for element in path:
-            node = node[element]
+            child = node.get(element)
+            if child is None:
+                child = node[element] = {}
+            node = child
+        member_nodes.append(node)
+    for node in member_nodes:
         if node and "." not in node:
             node["."] = {}
     return _sorted_tree(root)
 
 
 def _sorted_tree(node: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if "." in node:
-        out["."] = {}
-    for key in sorted((k for k in node if k != "."), key=_element_order):
+    if not node:
+        return {}
+    keys = [k for k in node if k != "."]
+    if len(keys) > 1:
+        keys.sort(key=_element_order)
+    out: dict[str, Any] = {".": {}} if "." in node else {}
+    for key in keys:
         out[key] = _sorted_tree(node[key])
     return out
 
