@@ -123,7 +123,12 @@ class ResourceHandlers:
         query = request.query
         accept = negotiation.parse_accept(request.headers.get("Accept", ""))
         if verb == "get":
-            obj = await store.get(ri.namespace, ri.name, resource_version=query.get("resourceVersion", ""))
+            rv = query.get("resourceVersion", "")
+            if accept.form == "object":
+                # The cached object's JSON (orjson.dumps of the very object) is the answer as is.
+                co = await store.get_cached(ri.namespace, ri.name, resource_version=rv)
+                return json_response(co.raw)
+            obj = await store.get(ri.namespace, ri.name, resource_version=rv)
             return self.render_object(info, obj, accept)
         if verb == "list":
             return await self.list(store, ri, info, accept, query)
