@@ -191,8 +191,15 @@ class ResourceHandlers:
                     "items": [negotiation.partial_metadata(co.obj) for co in result.items]}
             return json_response(body)
         head = orjson.dumps({"kind": info.list_kind_name, "apiVersion": info.api_version, "metadata": list_md})
-        raw = head[:-1] + b',"items":[' + b",".join(co.raw for co in result.items) + b"]}"
-        return json_response(raw)
+        # One join, one copy of the (possibly tens of MB) body: head, items with commas, tail.
+        parts = [head[:-1] + b',"items":[']
+        for co in result.items:
+            parts.append(co.raw)
+            parts.append(b",")
+        if result.items:
+            parts.pop()
+        parts.append(b"]}")
+        return json_response(b"".join(parts))
 
     # ---- writes ----------------------------------------------------------------------------
     async def _body(self, request: web.Request) -> tuple[Obj, bytes]:
