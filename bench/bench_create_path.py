@@ -22,12 +22,12 @@ import orjson
 from aiohttp.test_utils import make_mocked_request
 
 sys.path.insert(0, "bench")
-from bench_apiserver import configmap, pod  # noqa: E402
+from bench_apiserver import configmap, pod
 
-from pocketkube.apiserver import negotiation  # noqa: E402
-from pocketkube.apiserver.registry.store import WriteOptions  # noqa: E402
-from pocketkube.apiserver.server import APIServer, APIServerConfig  # noqa: E402
-from pocketkube.storage.memory import MemoryStorage  # noqa: E402
+from pocketkube.apiserver import negotiation
+from pocketkube.apiserver.registry.store import WriteOptions
+from pocketkube.apiserver.server import APIServer, APIServerConfig
+from pocketkube.storage.memory import MemoryStorage
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -64,6 +64,7 @@ async def main(args: argparse.Namespace) -> None:
         info = store.info
         await server.cache.sync()
         from multidict import MultiDict
+
         from pocketkube.apiserver.request_info import RequestInfo
 
         ri = RequestInfo(is_resource=True, path="", verb="get", namespace="b", resource=plural, name=name)

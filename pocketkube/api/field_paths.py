@@ -75,8 +75,8 @@ def _facts(schema: Schema | None) -> tuple[dict[str, Schema | None], Schema | No
         return None
     facts = _CHILDREN.get(id(schema))
     if facts is None and k8s_schema.owned(schema):
-        fields = {name: k8s_schema.resolve(sub) if isinstance(sub, dict) else None
-                  for name, sub in k8s_schema.properties(schema).items()}
+        fields: dict[str, Schema | None] = {name: k8s_schema.resolve(sub) if isinstance(sub, dict) else None
+                                            for name, sub in k8s_schema.properties(schema).items()}
         facts = _CHILDREN[id(schema)] = (fields, k8s_schema.additional_properties(schema))
     return facts
 

@@ -113,7 +113,7 @@ _TYPE_NAMES: dict[type, str] = {bool: "boolean", int: "integer", float: "number"
 class _Node:
     """What the walk needs of one schema, worked out once (see `_Walker.node`)."""
 
-    __slots__ = ("had_ref", "ref_owner", "resolved", "types", "items", "props", "extra", "preserve", "free")
+    __slots__ = ("extra", "free", "had_ref", "items", "preserve", "props", "ref_owner", "resolved", "types")
 
     def __init__(self, schema: Schema) -> None:
         self.had_ref = k8s_schema.ref_name(schema) is not None or any(
