@@ -16,6 +16,7 @@ from pocketkube.hollow.fleet import Fleet, FleetConfig
 from pocketkube.kubelet.lease import NodeLease
 from pocketkube.kubelet.node_info import NodeFacts, runc_version
 from pocketkube.kubelet.node_status import CONTROL_PLANE_TAINT, NodeConfig, NodeStatus
+from pocketkube.proxy.proxier import Proxier, ProxyConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,21 @@ class AgentConfig:
             raise ValueError("--node-name must not be empty")
 
 
-async def run(config: AgentConfig) -> None:
-    config.validate()
-    os.makedirs(config.data_dir, exist_ok=True)
-    client = APIClient(await client_config(config.server, config.token, user_agent="pocketkube-agent"))
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run(config: AgentConfig) -> None:
+    config.validate()
+    os.makedirs(config.data_dir, exist_ok=True)
+    client = APIClient(await client_config(config.server, config.token, user_agent="pocketkube-agent"))
+    stop = _stop_on_signals()
     try:
         await wait_until_ready(client, timeout=60)
         node_config = NodeConfig(
@@ -76,6 +83,12 @@ async def run(config: AgentConfig) -> None:
             tasks = [tg.create_task(lease.run(), name="lease"), tg.create_task(status.run(), name="node-status")]
             if config.run_pods:
                 tasks.append(tg.create_task(_run_kubelet(client, config), name="kubelet"))
+                tasks.append(tg.create_task(Proxier(client, ProxyConfig(
+                    node_name=config.node_name, bridge=config.bridge, service_cidr=config.service_cidr,
+                    netns=config.node_netns)).run(), name="proxy"))
+            if config.run_pods and config.node_netns:  # a node in a netns (cluster up): route to other nodes' pods
+                from pocketkube.kubelet.node_routes import node_routes
+                tasks.append(tg.create_task(node_routes(client, config.node_name), name="node-routes"))
             await stop.wait()
             for t in tasks:
                 t.cancel()
@@ -86,11 +99,7 @@ async def run(config: AgentConfig) -> None:
 async def run_hollow(server: str, token: str, fleet_config: FleetConfig) -> None:
     """`pocketkube agent --hollow --count N`: N simulated nodes until a signal arrives."""
     client = APIClient(await client_config(server, token, user_agent="pocketkube-hollow"))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     try:
         await wait_until_ready(client, timeout=60)
         fleet = Fleet(client, fleet_config)
