@@ -148,13 +148,15 @@ class PodTask:
             grace = float(md.get("deletionGracePeriodSeconds") if md.get("deletionGracePeriodSeconds") is not None
                           else (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
         await self.worker.terminate(pod, self.uid, grace)
+        # Remove containers (and unmount their filesystems) before the pod leaves the API: an
+        # agent stopped right after the delete must not leave mounts behind.
+        await self.worker.cleanup(self.uid)
         if pod is not None:
             md = pod["metadata"]
             try:
                 await self.kubelet.pods.delete(md["name"], md["namespace"], grace_period_seconds=0, uid=self.uid)
             except (errors.NotFound, errors.Conflict):
                 pass
-        await self.worker.cleanup(self.uid)
         self.kubelet.forget(self.uid)
 
 
