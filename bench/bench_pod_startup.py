@@ -85,13 +85,16 @@ def load() -> str:
     return f"load {one:.2f}/{five:.2f}"
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """utime + stime of a process, or (children=True) of its reaped children (runc, CNI plugins,
+    ip, nsenter; not conmon, which daemonizes and is reaped by init)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    i = 13 if children else 11
+    return (int(fields[i]) + int(fields[i + 1])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy() -> float:
@@ -148,6 +151,8 @@ class Phase:
     server_pid: int
     t0: float = 0.0
     agent0: float = 0.0
+    children0: float = 0.0
+    pods: int = 0  # pods started in the phase, for CPU per pod
     server0: float = 0.0
     busy0: float = 0.0
     self0: float = 0.0
@@ -156,17 +161,22 @@ class Phase:
     def __enter__(self) -> Phase:
         self.t0, self.busy0 = time.monotonic(), machine_busy()
         self.agent0, self.server0 = cpu_seconds(self.agent_pid), cpu_seconds(self.server_pid)
+        self.children0 = cpu_seconds(self.agent_pid, children=True)
         self.self0 = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = max(time.monotonic() - self.t0, 1e-9)
         agent = cpu_seconds(self.agent_pid) - self.agent0
+        children = cpu_seconds(self.agent_pid, children=True) - self.children0
         server = cpu_seconds(self.server_pid) - self.server0
         me = time.process_time() - self.self0
-        others = machine_busy() - self.busy0 - agent - server - me
-        self.text = (f"{wall:.1f} s wall; CPU: agent {agent / wall:.0%}, server {server / wall:.0%}, bench "
-                     f"{me / wall:.0%}, other processes {max(others, 0) / wall:.0%} of a core; {load()}")
+        others = machine_busy() - self.busy0 - agent - children - server - me
+        per_pod = (f" (per pod: agent {agent / self.pods * 1000:.0f} ms, its subprocesses "
+                   f"{children / self.pods * 1000:.0f} ms)" if self.pods else "")
+        self.text = (f"{wall:.1f} s wall; CPU: agent {agent / wall:.0%} + its subprocesses {children / wall:.0%}"
+                     f"{per_pod}, server {server / wall:.0%}, bench {me / wall:.0%}, other processes "
+                     f"{max(others, 0) / wall:.0%} of a core; {load()}")
 
 
 # ---- pods through the API ----------------------------------------------------------------------
@@ -388,7 +398,7 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
         seq: list[float] = []
         deletes: list[float] = []
         with profiler(agent_pid, profile):
-            with Phase(agent_pid, server_pid) as ph_seq:
+            with Phase(agent_pid, server_pid, pods=cfg.sequential) as ph_seq:
                 for i in range(cfg.sequential):
                     name = f"bench-{label}-s{i}"
                     created.append(name)
@@ -401,7 +411,7 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
 
             names = [f"bench-{label}-b{i}" for i in range(cfg.burst)]
             created.extend(names)
-            with Phase(agent_pid, server_pid) as ph_burst:
+            with Phase(agent_pid, server_pid, pods=cfg.burst) as ph_burst:
                 t0 = time.perf_counter()
                 burst = await create_pods(w, names)
                 span = time.perf_counter() - t0
@@ -414,7 +424,7 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
         extra = cfg.memory_pods
         names = [f"bench-{label}-m{i}" for i in range(extra)]
         created.extend(names)
-        with Phase(agent_pid, server_pid) as ph_mem:
+        with Phase(agent_pid, server_pid, pods=extra) as ph_mem:
             span_t0 = time.perf_counter()
             mem = await create_pods(w, names)
             mem_span = time.perf_counter() - span_t0
