@@ -125,6 +125,23 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
+def mounts_under(path: str) -> list[str]:
+    prefix = os.path.realpath(path) + "/"
+    with open("/proc/self/mounts") as f:
+        return [m for m in (line.split()[1] for line in f) if m.startswith(prefix)]
+
+
+async def wait_no_mounts(path: str, timeout: float) -> float:
+    """The kubelet deletes a pod from the API before it removes the containers and unmounts their
+    rootfs: wait for that, so the agent is not stopped halfway (returns seconds waited)."""
+    t0 = time.monotonic()
+    for _ in range(int(timeout * 10)):
+        if not mounts_under(path):
+            break
+        await asyncio.sleep(0.1)
+    return time.monotonic() - t0
+
+
 def conmons(node: str) -> list[int]:
     """pids of the conmon processes of this node (their runc root is /run/pocketkube/<node>/runc)."""
     out = []
@@ -444,7 +461,8 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
                   f"each, PSS {sum(c_pss) / len(cms) / 1024:.2f} MB each ({sum(c_pss) / 1024:.1f} MB PSS in all)")
         print(f"  [{ph_mem.text}]")
         gone = await delete_pods(w, names)
-        print(f"  deleted and gone in {gone:.2f} s; {load()}")
+        print(f"  deleted and gone in {gone:.2f} s, rootfs unmounted {await wait_no_mounts(base, 60):.2f} s "
+              f"later; {load()}")
         created.clear()
 
         results = [
@@ -486,6 +504,9 @@ def main() -> None:
 
             uvloop.run(run(cluster, cfg, base, args.profile))
     finally:
+        for m in reversed(mounts_under(base)):  # only if the agent died before unmounting them
+            print(f"warning: left mounted by the agent, unmounting: {m}")
+            subprocess.run(["umount", "-l", m], check=False)
         shutil.rmtree(base, ignore_errors=True)
         if args.timeline:
             with open(args.timeline, "w") as f:
