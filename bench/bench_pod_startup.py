@@ -460,6 +460,9 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
             print(f"  conmon: {len(cms)} processes (pause + app per pod), VmRSS {sum(c_rss) / len(cms) / 1024:.2f} MB "
                   f"each, PSS {sum(c_pss) / len(cms) / 1024:.2f} MB each ({sum(c_pss) / 1024:.1f} MB PSS in all)")
         print(f"  [{ph_mem.text}]")
+        with Phase(agent_pid, server_pid) as ph_idle:
+            await asyncio.sleep(5)  # steady state: the kubelet resyncs every pod every second
+        print(f"  {extra} pods running, nothing changing for 5 s: [{ph_idle.text}]")
         gone = await delete_pods(w, names)
         print(f"  deleted and gone in {gone:.2f} s, rootfs unmounted {await wait_no_mounts(base, 60):.2f} s "
               f"later; {load()}")
