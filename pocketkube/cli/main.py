@@ -84,6 +84,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     from pocketkube.agent.run import AgentConfig, run
 
+    if args.cleanup:
+        from pocketkube.agent.cleanup import cleanup_node
+
+        for line in cleanup_node(node_name=args.node_name or socket.gethostname(), data_dir=args.data_dir,
+                                 bridge=args.bridge):
+            print(f"removed {line}")
+        return 0
     token = args.token
     if args.token_file:
         with open(args.token_file) as f:
@@ -221,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--cluster-dns", default="10.43.0.10", help="cluster DNS Service IP for pods")
     agent.add_argument("--insecure-registry", action="append", default=[],
                        help="registry reached over plain HTTP (localhost ones always are)")
+    agent.add_argument("--cleanup", action="store_true",
+                       help="remove what a stopped agent left: containers, mounts, pod netns, bridge, cgroups")
     agent.add_argument("--hollow", action="store_true", help="simulate nodes (no containers), for scale tests")
     agent.add_argument("--count", type=int, default=1, help="with --hollow: how many nodes")
     agent.add_argument("--name-prefix", default="hollow-", help="with --hollow: node name prefix")
