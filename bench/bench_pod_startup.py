@@ -9,7 +9,8 @@ running and `started: true`; scheduling is included, as in the SLI.
 * a burst: M pods POSTed at once, each timed from its own POST;
 * the raw floor, in the same run and on the same machine: per iteration `ip netns add` + CNI ADD
   (loopback + bridge, on a bench bridge of its own) + `runc run -d` of busybox from a prepared
-  bundle joining that namespace, timed until runc returns; torn down after each iteration;
+  bundle joining that namespace, timed until runc returns; torn down after each iteration; then
+  as many at once as the burst has pods (what the burst costs with no orchestrator at all);
 * agent memory: VmRSS idle and with K pods running, conmon's per-container RSS/PSS beside it.
 
 Targets: p99 ≤ 0.5 s one at a time, p99 ≤ 3 s in the burst of 30, p50 one at a time ≤ 5x the floor's
@@ -300,10 +301,12 @@ class FloorSample:
 class Floor:
     samples: list[FloorSample] = field(default_factory=list)
     teardown: list[float] = field(default_factory=list)
+    span: float = 0.0  # a burst: first start to last runc return
 
 
-async def raw_floor(n: int, base: str, avoid_octets: set[int]) -> Floor:
-    """netns + CNI ADD (lo + bridge on a bridge of our own) + `runc run -d`, n times, torn down each time."""
+async def raw_floor(n: int, base: str, avoid_octets: set[int], *, burst: int = 0) -> tuple[Floor, Floor]:
+    """netns + CNI ADD (lo + bridge on a bridge of our own) + `runc run -d`: n times one at a time,
+    each torn down before the next; then (burst > 0) `burst` of them at once, torn down after."""
     tag = f"{random.randrange(16**4):04x}"
     octet = random.choice([o for o in range(100, 250) if o not in avoid_octets])
     bridge = f"pkf{tag}br"
@@ -313,50 +316,64 @@ async def raw_floor(n: int, base: str, avoid_octets: set[int]) -> Floor:
     runc_root = os.path.join(fdir, "runc")
     cgroup = f"/pocketkube-bench-{tag}"
     rootfs = make_rootfs(fdir)
-    out = Floor()
+    seq, par = Floor(), Floor()
+
+    async def up(name: str, out: Floor) -> None:
+        path = netns_path(name)
+        config = build_container_spec(
+            pod={"metadata": {"name": name}, "spec": {}}, container={"name": "c", "command": ["sleep", "3600"]},
+            image_config={"Env": ["PATH=/bin"]}, rootfs=rootfs, sandbox=SandboxRef(netns_path=path), mounts=[],
+            env=[], cgroup_parent=cgroup, hostname=name, container_id=name)
+        bundle = os.path.join(fdir, "bundles", name)
+        os.makedirs(bundle)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+        t0 = time.perf_counter()
+        await create_netns(name)
+        t1 = time.perf_counter()
+        await cni.add(name, path)
+        t2 = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            RUNC, "--root", runc_root, "run", "-d", "-b", bundle, name, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rc = await proc.wait()
+        t3 = time.perf_counter()
+        if rc != 0:
+            raise RuntimeError(f"runc run -d {name} exited {rc}")
+        out.samples.append(FloorSample(t1 - t0, t2 - t1, t3 - t2))
+
+    async def down(name: str, out: Floor) -> None:
+        t0 = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            RUNC, "--root", runc_root, "delete", "--force", name, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await proc.wait()
+        with contextlib.suppress(Exception):
+            await cni.delete(name, netns_path(name))
+        await delete_netns(name)
+        out.teardown.append(time.perf_counter() - t0)
+
     try:
         for i in range(n):
-            name = f"pkf{tag}-{i}"
-            path = netns_path(name)
-            config = build_container_spec(
-                pod={"metadata": {"name": name}, "spec": {}}, container={"name": "c", "command": ["sleep", "3600"]},
-                image_config={"Env": ["PATH=/bin"]}, rootfs=rootfs, sandbox=SandboxRef(netns_path=path), mounts=[],
-                env=[], cgroup_parent=cgroup, hostname=name, container_id=name)
-            bundle = os.path.join(fdir, "bundles", name)
-            os.makedirs(bundle)
-            with open(os.path.join(bundle, "config.json"), "w") as f:
-                json.dump(config, f)
-            t0 = time.perf_counter()
             try:
-                await create_netns(name)
-                t1 = time.perf_counter()
-                await cni.add(name, path)
-                t2 = time.perf_counter()
-                proc = await asyncio.create_subprocess_exec(
-                    RUNC, "--root", runc_root, "run", "-d", "-b", bundle, name, stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                rc = await proc.wait()
-                t3 = time.perf_counter()
-                if rc != 0:
-                    raise RuntimeError(f"runc run -d {name} exited {rc}")
-                out.samples.append(FloorSample(t1 - t0, t2 - t1, t3 - t2))
+                await up(f"pkf{tag}-{i}", seq)
             finally:
-                t4 = time.perf_counter()
-                proc = await asyncio.create_subprocess_exec(
-                    RUNC, "--root", runc_root, "delete", "--force", name, stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                await proc.wait()
-                with contextlib.suppress(Exception):
-                    await cni.delete(name, path)
-                await delete_netns(name)
-                out.teardown.append(time.perf_counter() - t4)
+                await down(f"pkf{tag}-{i}", seq)
+        if burst:
+            names = [f"pkf{tag}-b{i}" for i in range(burst)]
+            try:
+                t0 = time.perf_counter()
+                await asyncio.gather(*(up(name, par) for name in names))
+                par.span = time.perf_counter() - t0
+            finally:
+                await asyncio.gather(*(down(name, par) for name in names), return_exceptions=True)
     finally:
         remove_cgroup(cgroup)
         proc = await asyncio.create_subprocess_exec("ip", "link", "delete", bridge, stdin=subprocess.DEVNULL,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await proc.wait()
         shutil.rmtree(fdir, ignore_errors=True)
-    return out
+    return seq, par
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -399,7 +416,7 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
 
         octet = int(cluster.cluster_cidr.split(".")[1])
         with Phase(agent_pid, server_pid) as ph:
-            floor = await raw_floor(cfg.floor, base, {octet, octet + 1, octet - 1})
+            floor, floor_burst = await raw_floor(cfg.floor, base, {octet, octet + 1, octet - 1}, burst=cfg.burst)
         totals = [s.total for s in floor.samples]
         f50, f99 = pct(totals, 0.5), pct(totals, 0.99)
         print(f"raw floor (netns + CNI ADD + runc run -d), n={len(totals)}: p50 {ms(f50)} p99 {ms(f99)}; "
@@ -407,6 +424,11 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
               f"CNI ADD p50 {ms(pct([s.cni for s in floor.samples], 0.5))}, "
               f"runc run -d p50 {ms(pct([s.runc for s in floor.samples], 0.5))}; "
               f"teardown p50 {ms(pct(floor.teardown, 0.5))}")
+        fb = [x.total for x in floor_burst.samples]
+        fb99 = pct(fb, 0.99)
+        print(f"raw floor, {len(fb)} at once: p50 {ms(pct(fb, 0.5))} p99 {ms(fb99)}, all in {floor_burst.span:.2f} s; "
+              f"CNI ADD p50 {ms(pct([x.cni for x in floor_burst.samples], 0.5))}, runc run -d p50 "
+              f"{ms(pct([x.runc for x in floor_burst.samples], 0.5))}")
         print(f"  [{ph.text}]")
 
         await w.start()
@@ -474,6 +496,7 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
             + ("" if len(burst) >= 30 else " (quick: fewer than 30 pods)"),
             f"one at a time p50 {ms(s50)} ≤ 5x floor p50 {ms(f50)} (= {5 * f50 * 1000:.0f} ms), "
             f"ratio {s50 / f50:.1f}x (p99 ratio {s99 / f99:.1f}x): {verdict(s50 <= 5 * f50)}",
+            f"burst p99 {ms(b99)} vs the floor's {len(fb)} at once p99 {ms(fb99)}: ratio {b99 / fb99:.1f}x (no target)",
             f"idle agent VmRSS {idle_rss:.1f} MB ≤ 60 MB: {verdict(idle_rss <= 60)}",
         ]
         print("\ntargets:")
