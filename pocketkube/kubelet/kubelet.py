@@ -205,11 +205,19 @@ class Kubelet:
             return await self._lookup(ns, kind, name)
 
         async def emit(p: Obj, etype: str, reason: str, message: str) -> None:
-            await self.recorder.event(p, etype, reason, message)
+            # Fire and forget, like the kubelet's event broadcaster: the status PATCH that shows a
+            # container started must not wait for the Event's round trip (~5-300 ms per start).
+            self.background(self._event(p, etype, reason, message))
 
         return PodWorker(runtime=self.runtime, records=self.records, lookup=lookup,
                          pod_dir=os.path.join(self.config.data_dir, "pods", uid), dns=self.config.dns,
                          node_allocatable=self.node_allocatable, emit=emit)
+
+    async def _event(self, pod: Obj, etype: str, reason: str, message: str) -> None:
+        try:
+            await self.recorder.event(pod, etype, reason, message)
+        except Exception as e:  # best effort: a failed Event must not take the TaskGroup down
+            log.debug("event %s for %s: %s", reason, pod["metadata"].get("name"), e)
 
     def _changed(self, old: Obj | None, new: Obj | None) -> None:
         pod = new if new is not None else old
