@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tests.conftest import REPO, ServerProcess, run_kubectl, start_server
+from tests.conftest import REPO, ServerProcess, free_port, run_kubectl, start_server
 
 
 @dataclass
@@ -79,7 +79,8 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
     agent = subprocess.Popen(
         [sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token", token,
          "--data-dir", agent_dir, "--node-name", node, "--node-ip", "127.0.0.1", "--bridge", bridge,
-         "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--lease-interval", "2"],
+         "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--lease-interval", "2",
+         "--kubelet-port", str(free_port())],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base)
