@@ -45,7 +45,7 @@ def _dictionary() -> bytes:
         "expect expires from host if-match if-modified-since if-none-match if-range if-unmodified-since "
         "last-modified location max-forwards pragma proxy-authenticate proxy-authorization range referer "
         "retry-after server te trailer transfer-encoding upgrade user-agent vary via warning www-authenticate "
-        "method get status|200 OK version HTTP/1.1 url public set-cookie keep-alive origin").split(" ")
+        "method get status 200|OK version HTTP/1.1 url public set-cookie keep-alive origin").split(" ")
     out = b"".join(struct.pack("!I", len(w)) + w.encode() for w in (w.replace("|", " ") for w in words))
     tail = ("100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
             "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 Unauthorized"

@@ -106,6 +106,7 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
             agent.wait(5)
         server.stop()
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
+        _unmount_under(base)
         for ctrl in os.listdir("/sys/fs/cgroup"):
             path = os.path.join("/sys/fs/cgroup", ctrl, "pocketkube", node)
             if os.path.isdir(path):
@@ -116,3 +117,13 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
                 with contextlib.suppress(OSError):
                     os.rmdir(path)
         shutil.rmtree(os.path.join("/run/pocketkube", node), ignore_errors=True)
+
+
+def _unmount_under(base: str) -> None:
+    """Lazily unmount what the agent left mounted under `base` (rootfs overlays of pods whose
+    cleanup the agent's stop cut short), so pytest can remove its temp dirs later."""
+    with open("/proc/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted(points, reverse=True):
+        if point.startswith(base.rstrip("/") + "/"):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
