@@ -115,7 +115,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def namespace(server: ServerProcess) -> Iterator[str]:
     """A fresh namespace for one test."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    run_kubectl(server, "create", "-f", "-", input=f'{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{name}"}}}}')
+    body = f'{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{name}"}}}}'.encode()
+    req = urllib.request.Request(f"{server.url}/api/v1/namespaces", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=server.ssl_context(), timeout=10) as r:
+        assert r.status == 201
     yield name
 
 

@@ -57,15 +57,21 @@ class AgentConfig:
             raise ValueError("--node-name must not be empty")
 
 
-async def run(config: AgentConfig) -> None:
-    config.validate()
-    os.makedirs(config.data_dir, exist_ok=True)
-    client = APIClient(await client_config(config.server, config.token, user_agent="pocketkube-agent"))
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run(config: AgentConfig) -> None:
+    config.validate()
+    os.makedirs(config.data_dir, exist_ok=True)
+    client = APIClient(await client_config(config.server, config.token, user_agent="pocketkube-agent"))
+    stop = _stop_on_signals()
     try:
         await wait_until_ready(client, timeout=60)
         node_config = NodeConfig(
@@ -94,11 +100,7 @@ async def run(config: AgentConfig) -> None:
 async def run_hollow(server: str, token: str, fleet_config: FleetConfig) -> None:
     """`pocketkube agent --hollow --count N`: N simulated nodes until a signal arrives."""
     client = APIClient(await client_config(server, token, user_agent="pocketkube-hollow"))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     try:
         await wait_until_ready(client, timeout=60)
         fleet = Fleet(client, fleet_config)

@@ -163,7 +163,7 @@ class FieldError:
             text = f"Unsupported value: {_quote(self.value)}" + (f": {self.message}" if self.message else "")
         elif self.kind == "FieldValueNotFound":
             text = f"Not found: {_quote(self.value)}"
-        elif self.kind == "FieldValueInvalid":
+        elif self.kind in ("FieldValueInvalid", "FieldValueTypeInvalid"):
             text = f"Invalid value: {_quote(self.value)}: {self.message}" if self.value is not None else (
                 f"Invalid value: {self.message}"
             )

@@ -10,6 +10,7 @@ addresses asked for by name (10.43.0.1 for `kubernetes`, 10.43.0.10 for DNS).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import random
 from typing import Any
 
@@ -37,6 +38,14 @@ class Allocators:
         return orjson.dumps({"service": f"{meta.namespace_of(svc)}/{meta.name_of(svc)}",
                              "uid": svc.get("metadata", {}).get("uid", "")})
 
+    async def _claim(self, key: str, svc: Obj) -> bool:
+        """Record `key` for `svc` unless someone holds it (create-if-absent: safe across servers)."""
+        try:
+            await self.storage.create(key, self._owner(svc))
+        except KeyExistsError:
+            return False
+        return True
+
     async def allocate_ip(self, svc: Obj, requested: str | None) -> str:
         if requested:
             try:
@@ -54,22 +63,12 @@ class Allocators:
             return str(ip)
         base = int(self.network.network_address)
         size = self.network.num_addresses
-        for _ in range(64):
-            offset = random.randrange(self.band, size - 1)
+        randoms = (random.randrange(self.band, size - 1) for _ in range(64))
+        walk = range(1, size - 1)  # nearly full: walk the range once
+        for offset in itertools.chain(randoms, walk):
             candidate = str(ipaddress.ip_address(base + offset))
-            try:
-                await self.storage.create(IP_PREFIX + candidate, self._owner(svc))
+            if await self._claim(IP_PREFIX + candidate, svc):
                 return candidate
-            except KeyExistsError:
-                continue
-        # Nearly full: walk the range once.
-        for offset in range(1, size - 1):
-            candidate = str(ipaddress.ip_address(base + offset))
-            try:
-                await self.storage.create(IP_PREFIX + candidate, self._owner(svc))
-                return candidate
-            except KeyExistsError:
-                continue
         raise errors.ServiceUnavailable(f"failed to allocate a serviceIP: range {self.network} is full")
 
     async def release_ip(self, ip: str) -> None:
@@ -90,19 +89,10 @@ class Allocators:
             except KeyExistsError as e:
                 raise _invalid_port(svc, index, requested, "provided port is already allocated") from e
             return requested
-        for _ in range(64):
-            port = random.randint(lo, hi)
-            try:
-                await self.storage.create(PORT_PREFIX + str(port), self._owner(svc))
+        randoms = (random.randint(lo, hi) for _ in range(64))
+        for port in itertools.chain(randoms, range(lo, hi + 1)):
+            if await self._claim(PORT_PREFIX + str(port), svc):
                 return port
-            except KeyExistsError:
-                continue
-        for port in range(lo, hi + 1):
-            try:
-                await self.storage.create(PORT_PREFIX + str(port), self._owner(svc))
-                return port
-            except KeyExistsError:
-                continue
         raise errors.ServiceUnavailable(f"failed to allocate a nodePort: range {lo}-{hi} is full")
 
     async def release_port(self, port: int) -> None:

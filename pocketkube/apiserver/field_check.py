@@ -61,8 +61,11 @@ def check_fields(server: APIServer, info: ResourceInfo, obj: dict[str, Any], raw
     if found.type_errors:
         if info.custom:
             raise errors.Invalid(info.group, info.kind, str((obj.get("metadata") or {}).get("name", "")), [
-                errors.FieldError(p or "<root>", m.split(": ", 1)[-1] if ": " in m else m,
-                                  kind="FieldValueTypeInvalid") for p, m in found.type_errors])
+                # kube: field.TypeInvalid(path, <JSON type>, detail) →
+                # `spec.size: Invalid value: "string": spec.size in body must be of type integer: "string"`
+                errors.FieldError(p or "<root>", m, kind="FieldValueTypeInvalid",
+                                  value=m.rsplit(": ", 1)[-1].strip('"') if ": " in m else None)
+                for p, m in found.type_errors])
         raise errors.BadRequest(cannot_be_handled(info.kind, info.version, found.type_errors[0][1]))
     dups = duplicate_fields(raw) if raw and mode != "Ignore" else []
     problems = field_problems(unknown=found.unknown, duplicate=dups)

@@ -84,6 +84,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     from pocketkube.agent.run import AgentConfig, run
 
+    if args.cleanup:
+        from pocketkube.agent.cleanup import cleanup_node
+
+        for line in cleanup_node(node_name=args.node_name or socket.gethostname(), data_dir=args.data_dir,
+                                 bridge=args.bridge):
+            print(f"removed {line}")
+        return 0
     token = args.token
     if args.token_file:
         with open(args.token_file) as f:
@@ -117,6 +124,46 @@ def cmd_agent(args: argparse.Namespace) -> int:
     # pyroute2's asyncio netlink sockets need the standard event loop (uvloop refuses AF_NETLINK).
     _run_async(run(config), uvloop_ok=not config.run_pods)
     return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    """`pocketkube image import|ls|rm`: works beside a running agent (the store is flock-shared)."""
+    import asyncio
+
+    from pocketkube.kubelet.images.errors import ImageError
+    from pocketkube.kubelet.images.store import ImageStore
+
+    store = ImageStore(os.path.join(args.data_dir, "agent", "images"))
+
+    async def go() -> int:
+        if args.image_command == "import":
+            for path in args.files:
+                try:
+                    refs = await store.import_archive(path)
+                except (ImageError, OSError) as e:
+                    print(f"pocketkube image import: {path}: {e}", file=sys.stderr)
+                    return 1
+                for ref in refs:
+                    print(f"imported {ref}")
+            return 0
+        if args.image_command == "ls":
+            print(f"{'IMAGE':<60} {'IMAGE ID':<15} {'SIZE':>10}")
+            for image in store.list():
+                names = image.references or ("<none>",)
+                for name in names:
+                    print(f"{name:<60} {image.id.removeprefix('sha256:')[:13]:<15} {image.size / 1e6:>8.1f}MB")
+            return 0
+        rc = 0
+        for ref in args.refs:
+            try:
+                await store.remove(ref)
+                print(f"deleted {ref}")
+            except ImageError as e:
+                print(f"pocketkube image rm: {e}", file=sys.stderr)
+                rc = 1
+        return rc
+
+    return asyncio.run(go())
 
 
 def kubeconfig_path() -> str:
@@ -184,10 +231,21 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--cluster-dns", default="10.43.0.10", help="cluster DNS Service IP for pods")
     agent.add_argument("--insecure-registry", action="append", default=[],
                        help="registry reached over plain HTTP (localhost ones always are)")
+    agent.add_argument("--cleanup", action="store_true",
+                       help="remove what a stopped agent left: containers, mounts, pod netns, bridge, cgroups")
     agent.add_argument("--hollow", action="store_true", help="simulate nodes (no containers), for scale tests")
     agent.add_argument("--count", type=int, default=1, help="with --hollow: how many nodes")
     agent.add_argument("--name-prefix", default="hollow-", help="with --hollow: node name prefix")
     agent.add_argument("-v", "--verbose", action="store_true")
+    img = sub.add_parser("image", help="the node's images: import tarballs, list, remove")
+    img.add_argument("--data-dir", default=os.environ.get("POCKETKUBE_DATA_DIR", DEFAULT_DATA_DIR),
+                     help="the server's data dir (images live in <data-dir>/agent/images)")
+    img_sub = img.add_subparsers(dest="image_command", required=True)
+    imp = img_sub.add_parser("import", help="import docker-save or OCI-archive tarballs")
+    imp.add_argument("files", nargs="+")
+    img_sub.add_parser("ls", help="list images")
+    rm = img_sub.add_parser("rm", help="remove images (by reference or ID)")
+    rm.add_argument("refs", nargs="+")
     sch = sub.add_parser("scheduler", help="run the scheduler against an API server")
     sch.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
     sch.add_argument("--scheduler-name", default="default-scheduler", help="profile name pods ask for")
@@ -207,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_server(args, disable_agent=True, disable_controllers=True)
     if args.command == "agent":
         return cmd_agent(args)
+    if args.command == "image":
+        return cmd_image(args)
     if args.command == "scheduler":
         from pocketkube.scheduler.run import SchedulerConfig
         from pocketkube.scheduler.run import run as run_scheduler

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pocketkube.agent.cleanup import cleanup_node, mounts_under
 from tests.conftest import REPO, ServerProcess, free_port, run_kubectl, start_server
 
 
@@ -96,7 +97,11 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
             raise RuntimeError(f"agent never started its kubelet:\n{cluster.agent_log()}")
         yield cluster
     finally:
+        # Controllers first (or they re-create what we delete), then pods so the kubelet tears
+        # their sandboxes down; then stop the agent and remove whatever is left by its records.
         with contextlib.suppress(Exception):
+            run_kubectl(server, "delete", "deployments,replicasets,daemonsets,statefulsets,jobs,cronjobs", "--all", "-A",
+                        "--wait=false", check=False, timeout=60)
             run_kubectl(server, "delete", "pods", "--all", "-A", "--timeout=60s", check=False, timeout=90)
         agent.terminate()
         try:
@@ -105,25 +110,15 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
             agent.kill()
             agent.wait(5)
         server.stop()
-        subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
-        _unmount_under(base)
-        for ctrl in os.listdir("/sys/fs/cgroup"):
-            path = os.path.join("/sys/fs/cgroup", ctrl, "pocketkube", node)
-            if os.path.isdir(path):
-                for root, dirs, _ in os.walk(path, topdown=False):
-                    for d in dirs:
-                        with contextlib.suppress(OSError):
-                            os.rmdir(os.path.join(root, d))
-                with contextlib.suppress(OSError):
-                    os.rmdir(path)
-        shutil.rmtree(os.path.join("/run/pocketkube", node), ignore_errors=True)
+        cleanup_node(node_name=node, data_dir=agent_dir, bridge=bridge)
+        leaks = [m for m in mounts_under(base)] + [n for n in os.listdir("/run/netns")
+                                                     if n.startswith("pk-") and n in _netns_of(agent_dir)]
+        assert not leaks, f"left behind: {leaks}"
 
 
-def _unmount_under(base: str) -> None:
-    """Lazily unmount what the agent left mounted under `base` (rootfs overlays of pods whose
-    cleanup the agent's stop cut short), so pytest can remove its temp dirs later."""
-    with open("/proc/mounts") as f:
-        points = [line.split()[1] for line in f]
-    for point in sorted(points, reverse=True):
-        if point.startswith(base.rstrip("/") + "/"):
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+def _netns_of(agent_dir: str) -> set[str]:
+    from pocketkube.kubelet.network.sandbox import netns_name_for_uid
+
+    cache = os.path.join(agent_dir, "cni", "cache")
+    names = os.listdir(cache) if os.path.isdir(cache) else []
+    return {netns_name_for_uid(n[:-5].split("-", 1)[1]) for n in names if n.endswith(".json") and "-" in n}

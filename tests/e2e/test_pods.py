@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -133,3 +134,26 @@ def test_bad_inputs_are_reported(cluster: NodeCluster) -> None:
     assert 'configmap "missing-config" not found' in _container(nocm, "c")["state"]["waiting"]["message"]
     for name in ("badimage", "nocmd", "nocm"):
         cluster.kubectl("delete", "pod", name, "--timeout=90s", timeout=120)
+
+
+def test_image_imported_while_the_agent_runs(cluster: NodeCluster, tmp_path: Any) -> None:
+    """`pocketkube image import` beside a running agent; the pod uses it without any pull."""
+    from tests.conftest import REPO
+    from tests.support.images import build_busybox_image
+
+    archive = str(tmp_path / "tools.tar")
+    build_busybox_image(archive, ref="registry.example/tools:7", fmt="docker",
+                        extra_files={"/etc/motd": b"imported live\n"})
+    out = subprocess.run([sys.executable, "-m", "pocketkube", "image", "--data-dir", cluster.data_dir, "import",
+                          archive], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "registry.example/tools:7" in out
+    listed = subprocess.run([sys.executable, "-m", "pocketkube", "image", "--data-dir", cluster.data_dir, "ls"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "registry.example/tools:7" in listed
+    _apply(cluster, _pod("imported", [{"name": "c", "image": "registry.example/tools:7", "imagePullPolicy": "Never",
+                                       "command": ["sh", "-c", "cat /etc/motd > /dev/termination-log"]}],
+                         restartPolicy="Never"))
+    pod = cluster.wait_pod("imported", lambda p: "terminated" in _container(p, "c").get("state", {}))
+    term = _container(pod, "c")["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["message"] == "imported live\n"
+    cluster.kubectl("delete", "pod", "imported", "--timeout=90s", timeout=120)

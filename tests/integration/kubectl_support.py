@@ -50,8 +50,8 @@ class Kubectl:
         """kubectl's line for a deleted namespaced object (1.33+ also names the namespace)."""
         return f"{what} deleted" + ("" if self.name == "kubectl-1.32" else f" from {self.namespace} namespace")
 
-    def obj(self, *args: str) -> Any:
-        return json.loads(self.out("get", *args, "-o", "json"))
+    def obj(self, *args: str, namespaced: bool = True) -> Any:
+        return json.loads(self.out("get", *args, "-o", "json", namespaced=namespaced))
 
     def background(self, *args: str, env: dict[str, str] | None = None) -> Background:
         cache = os.path.join(self.server.data_dir, f"kubectl-cache-{os.path.basename(self.binary)}")
@@ -70,6 +70,7 @@ class Background:
         self.proc = proc
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
+        self._stderr: str | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -104,20 +105,24 @@ class Background:
                 break
             if line is not None:
                 self.seen.append(line)
-        assert self.proc.stderr is not None
-        return code, "\n".join(self.seen), self.proc.stderr.read()
+        return code, "\n".join(self.seen), self._close()
 
     def stop(self) -> tuple[int, str]:
         """Terminate (this process only) and return (returncode, stderr)."""
         if self.proc.poll() is None:
             self.proc.terminate()
         code = self.proc.wait(10)
-        assert self.proc.stderr is not None
-        err = self.proc.stderr.read()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return code, err
+        return code, self._close()
+
+    def _close(self) -> str:
+        if self._stderr is None:
+            assert self.proc.stderr is not None
+            self._stderr = self.proc.stderr.read()
+            self._reader.join(10)
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+        return self._stderr
 
 
 def rows(table: str) -> list[list[str]]:

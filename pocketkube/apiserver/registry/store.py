@@ -250,6 +250,7 @@ class Store:
         md["creationTimestamp"] = meta.now_rfc3339()
         self.strategy.default(obj)
         self.strategy.prepare_for_create(obj)
+        _omit_empty_metadata(md)
         errs = self.strategy.validate(obj)
         if errs:
             raise self.invalid(str(md.get("name", "")), errs)
@@ -365,6 +366,7 @@ class Store:
             errs = self.strategy.validate_update(new, old)
         if errs:
             raise self.invalid(name, errs)
+        _omit_empty_metadata(meta.metadata(new))
         return new
 
     @staticmethod
@@ -454,6 +456,18 @@ def _parse_rv(rv: str) -> int:
     if value < 0:
         raise errors.BadRequest(f'invalid resource version "{rv}"')
     return value
+
+
+# ObjectMeta's maps and lists are `omitempty`: kube-apiserver never stores or serves them empty (an
+# annotation removed with `kubectl annotate x key-` leaves no `annotations: {}`). managedFields is not
+# here: an empty list in an update means "reset them".
+_OMITEMPTY_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
+
+
+def _omit_empty_metadata(md: Obj) -> None:
+    for key in _OMITEMPTY_METADATA:
+        if key in md and not md[key]:
+            del md[key]
 
 
 def _same_object(new: Obj, old: Obj) -> bool:

@@ -15,6 +15,19 @@ _BY_RESOURCE: dict[tuple[str, str], type[Strategy]] = {
 }
 
 
+class NodeStrategy(Strategy):
+    """Nodes may be created with their status (a kubelet registers with it), as in kube."""
+
+    def prepare_for_create(self, obj: dict[str, object]) -> None:
+        status = obj.get("status")
+        super().prepare_for_create(obj)
+        if status is not None:
+            obj["status"] = status
+
+
+_BY_RESOURCE[("", "nodes")] = NodeStrategy
+
+
 class ServiceStrategy(Strategy):
     return_deleted_object = True
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import fcntl
 import functools
 import os
 import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -111,6 +112,7 @@ class ImageStore:
         self.platform = platform or host_platform()
         self.max_concurrent_downloads = max_concurrent_downloads
         self._index_path = os.path.join(self.root, "index.json")
+        self._index_mtime = 0
         self._records: dict[str, _Record] = {}
         self._refs: dict[str, str] = {}
         self._configs: dict[str, ImageConfig] = {}
@@ -124,10 +126,12 @@ class ImageStore:
     # ---- reading -------------------------------------------------------------------------------
 
     def list(self) -> list[Image]:
+        self._refresh()
         return [self._image(image_id) for image_id in sorted(self._records, key=lambda i: self._records[i].created)]
 
     def get(self, ref: str) -> Image | None:
         """By reference (`busybox`, `docker.io/library/busybox:1.36`, `name@sha256:…`) or image ID."""
+        self._refresh()
         image_id = self._resolve(ref)
         return self._image(image_id) if image_id else None
 
@@ -252,7 +256,7 @@ class ImageStore:
         image_id = self.write_blob(config)
         manifest_digest = self.write_blob(manifest)
         index_digest = self.write_blob(index) if index is not None else None
-        async with self._lock:
+        async with self._shared():
             old = self._records.get(image_id)
             digests = list(dict.fromkeys([*(old.repo_digests if old else []), *repo_digests]))
             self._records[image_id] = _Record(manifest_digest, manifest_media_type, index_digest, list(layers),
@@ -276,7 +280,7 @@ class ImageStore:
         image_id = self._resolve(ref)
         if image_id is None:
             raise ImageNotFoundError(f"image {ref!r} not found")
-        async with self._lock:
+        async with self._shared():
             normalized = None if is_image_id(ref) else str(parse_reference(ref))
             if normalized is not None and self._refs.get(normalized) == image_id:
                 del self._refs[normalized]
@@ -290,7 +294,7 @@ class ImageStore:
 
     async def gc(self) -> GCResult:
         """Delete blobs and layers no image, pull in progress or mounted overlay still uses."""
-        async with self._lock:
+        async with self._shared():
             return await self._gc_locked()
 
     async def _gc_locked(self) -> GCResult:
@@ -319,7 +323,7 @@ class ImageStore:
         img = image if isinstance(image, Image) else self.get(image)
         if img is None:
             raise ImageNotFoundError(f"image {image!r} not found")
-        async with self._lock:  # GC must not take a layer between the check and the mount
+        async with self._shared():  # GC must not take a layer between the check and the mount
             return await asyncio.to_thread(self._mount, img, container_dir)
 
     def _mount(self, img: Image, container_dir: str) -> str:
@@ -368,7 +372,38 @@ class ImageStore:
                      repo_digests=tuple(rec.repo_digests), manifest_digest=rec.manifest, config=config,
                      layers=tuple(rec.layers), size=rec.size)
 
+    @contextlib.asynccontextmanager
+    async def _shared(self) -> AsyncIterator[None]:
+        """The store may be shared by processes (the agent and `pocketkube image`): every change runs
+        under an flock of the index, on the index as it is on disk."""
+        async with self._lock:
+            fd = os.open(os.path.join(self.root, "index.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+                self._reload()
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+
+    def _reload(self) -> None:
+        self._records.clear()
+        self._refs = {}
+        self._load()
+
+    def _refresh(self) -> None:
+        """Pick up changes another process made to the index."""
+        try:
+            mtime = os.stat(self._index_path).st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self._index_mtime:
+            self._reload()
+
     def _load(self) -> None:
+        try:
+            self._index_mtime = os.stat(self._index_path).st_mtime_ns
+        except FileNotFoundError:
+            self._index_mtime = 0
         try:
             with open(self._index_path, "rb") as f:
                 doc: Any = orjson.loads(f.read())
@@ -391,3 +426,4 @@ class ImageStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._index_path)
+        self._index_mtime = os.stat(self._index_path).st_mtime_ns

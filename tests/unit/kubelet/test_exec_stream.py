@@ -37,6 +37,7 @@ class FakeWriter:
     def __init__(self) -> None:
         self.data = b""
         self.closed = False
+        self.closed_event = asyncio.Event()
 
     def write(self, data: bytes) -> None:
         self.data += data
@@ -46,6 +47,7 @@ class FakeWriter:
 
     def close(self) -> None:
         self.closed = True
+        self.closed_event.set()
 
 
 class FakeProcess:
@@ -62,8 +64,7 @@ class FakeProcess:
         self.sizes.append((cols, rows))
 
     async def wait(self) -> int:
-        while not self.stdin.closed:
-            await asyncio.sleep(0.01)
+        await self.stdin.closed_event.wait()
         self.stdout.feed_data(self.stdin.data.upper())
         self.stdout.feed_eof()
         assert self.stderr is not None
