@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 
 LOG_PARAMS = ("follow", "previous", "sinceSeconds", "sinceTime", "timestamps", "tailLines", "limitBytes")
-STREAM_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
+STREAM_PARAMS = ("command", "stdin", "stdout", "stderr", "tty", "ports")
 KUBELET_PATHS = {"log": "containerLogs", "exec": "exec", "attach": "attach", "portforward": "portForward"}
 
 

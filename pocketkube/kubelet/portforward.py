@@ -8,6 +8,7 @@ gets a FIN and the error stream an empty FIN; kubectl's RST or FIN closes our si
 
 The session is transport-agnostic: `feed()` takes bytes from the peer, `send` carries our frames
 (WebSocket binary messages for `SPDY/3.1+portforward.k8s.io`, or a raw upgraded socket).
+`serve_channels` is the other WebSocket dialect, `v4.channel.k8s.io` channel pairs per port.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
 
 from pocketkube.kubelet import spdy
 
@@ -148,3 +151,64 @@ class PortForwardSession:
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
         self.closed.set()
+
+
+CHANNEL_PROTOCOLS = ("v4.channel.k8s.io", "v5.channel.k8s.io")
+
+
+async def serve_channels(ws: web.WebSocketResponse, ports: list[int], connect: Connect, pod_name: str) -> None:
+    """Port-forward as the Python client and kr8s speak it (`v4.channel.k8s.io`, `?ports=a,b`):
+    port i has data channel 2i and error channel 2i+1; each channel first carries the port
+    number (2 bytes, little endian); one TCP connection per port for the whole WebSocket."""
+    lock = asyncio.Lock()
+
+    async def send(channel: int, data: bytes) -> None:
+        async with lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_bytes(bytes([channel]) + data)
+
+    writers: dict[int, asyncio.StreamWriter] = {}
+    pumps: list[asyncio.Task[None]] = []
+
+    async def pump(index: int, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while chunk := await reader.read(65536):
+                await send(2 * index, chunk)
+
+    for index, port in enumerate(ports):
+        for channel in (2 * index, 2 * index + 1):
+            await send(channel, port.to_bytes(2, "little"))
+        try:
+            reader, writers[index] = await connect(port)
+        except OSError as e:
+            await send(2 * index + 1, f"error forwarding port {port} to pod {pod_name}: failed to connect to "
+                                      f"localhost:{port}: {e.strerror or e}".encode())
+            continue
+        pumps.append(asyncio.ensure_future(pump(index, reader)))
+
+    async def from_client() -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY and msg.data:
+                writer = writers.get(msg.data[0] // 2) if msg.data[0] % 2 == 0 else None
+                if writer is not None and len(msg.data) > 1:
+                    writer.write(msg.data[1:])
+                    with contextlib.suppress(ConnectionError):
+                        await writer.drain()
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                return
+
+    reader_task = asyncio.ensure_future(from_client())
+    try:
+        if pumps:
+            await asyncio.wait({reader_task, asyncio.ensure_future(asyncio.wait(pumps))},
+                               return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await reader_task
+    finally:
+        reader_task.cancel()
+        for task in pumps:
+            task.cancel()
+        for writer in writers.values():
+            writer.close()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close()

@@ -271,10 +271,18 @@ class KubeletServer:
         ip = (pod.get("status") or {}).get("podIP")
         if not ip:
             raise StreamError(400, "BadRequest", f'pod "{pod["metadata"]["name"]}" has no IP address yet')
-        ws = await self._websocket(request, (portforward.WS_PROTOCOL,))
+        ws = await self._websocket(request, (portforward.WS_PROTOCOL, *portforward.CHANNEL_PROTOCOLS))
 
         async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             return await asyncio.wait_for(asyncio.open_connection(ip, port), 10)
+
+        if ws.ws_protocol in portforward.CHANNEL_PROTOCOLS:
+            try:
+                ports = [int(p) for p in ",".join(request.query.getall("ports", [])).split(",") if p.strip()]
+            except ValueError:
+                ports = []
+            await portforward.serve_channels(ws, ports, connect, pod["metadata"]["name"])
+            return ws
 
         session = portforward.PortForwardSession(ws.send_bytes, connect, pod["metadata"]["name"])
         try:

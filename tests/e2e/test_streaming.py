@@ -184,3 +184,47 @@ def test_cp_both_ways(cluster: NodeCluster, pods: None, tmp_path: Any) -> None:
     dst = tmp_path / "index.html"
     cluster.kubectl("cp", "multi:/www/index.html", str(dst), "-c", "web")
     assert dst.read_text() == "hello from the pod\n"
+
+
+def test_attach_shows_live_output(cluster: NodeCluster, pods: None) -> None:
+    argv, env = _kubectl_argv(cluster)
+    proc = subprocess.Popen([*argv, "attach", "multi", "-c", "ticker"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().decode() for _ in range(3)]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert all(line.startswith("tick ") for line in lines), lines
+
+
+# The client's port-forward thread closes its WebSocket on its own schedule; a late close shows
+# up as an unraisable ResourceWarning about the client's socket, not about pocketkube.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_python_client_exec_and_port_forward(cluster: NodeCluster, pods: None) -> None:
+    # The Python client speaks v4.channel.k8s.io: exec channels, and port-forward channel pairs.
+    from kubernetes import client, config
+    from kubernetes.stream import portforward, stream
+
+    with config.new_client_from_config(config_file=cluster.server.kubeconfig) as api_client:
+        core = client.CoreV1Api(api_client)
+        out = stream(core.connect_get_namespaced_pod_exec, "multi", "default", container="web",
+                     command=["sh", "-c", "echo from-python"], stderr=True, stdin=False, stdout=True, tty=False)
+        assert out == "from-python\n"
+        pf = portforward(core.connect_get_namespaced_pod_portforward, "multi", "default", ports="80")
+        sock = pf.socket(80)
+        sock.settimeout(10)
+        sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+        reply = b""
+        while b"hello from the pod" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        sock.close()
+        pf.close()
+        deadline = time.monotonic() + 5
+        while pf.connected and time.monotonic() < deadline:  # its proxy thread closes the WebSocket
+            time.sleep(0.05)
+        assert b"200 OK" in reply and b"hello from the pod" in reply, reply
