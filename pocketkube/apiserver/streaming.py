@@ -5,7 +5,8 @@ As in kube-apiserver (pkg/registry/core/pod/strategy.go LogLocation/ExecLocation
 say where the kubelet listens. Logs stream the kubelet's body through. Exec, attach and
 port-forward are WebSocket upgrades: we open a WebSocket to the kubelet with the subprotocols the
 client offered, accept the client with the one the kubelet chose, and copy messages both ways
-untouched (channel bytes, or SPDY frames for `SPDY/3.1+portforward.k8s.io`). We present the
+untouched (channel bytes, or SPDY frames for `SPDY/3.1+portforward.k8s.io`). Raw `Upgrade:
+SPDY/3.1` requests (kubectl's fallback) are tunnelled byte for byte (spdy_tunnel.py). We present the
 `kube-apiserver-kubelet-client` certificate; like kube without --kubelet-certificate-authority,
 we do not verify the kubelet's self-signed serving certificate.
 """
@@ -122,7 +123,12 @@ class StreamingProxy:
         url = await self._kubelet(pod) + path + (("?" + urlencode(params)) if params else "")
         if sub == "log":
             return await self._log(request, url)
-        if request.headers.get("Upgrade", "").lower() != "websocket":
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if upgrade.startswith("spdy/"):
+            from pocketkube.apiserver.spdy_tunnel import tunnel
+
+            return await tunnel(request, url, self._ssl())
+        if upgrade != "websocket":
             raise errors.BadRequest("Upgrade request required")
         return await self._websocket(request, url)
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pocketkube.kubelet import exec_stream, portforward
+from pocketkube.kubelet import exec_stream, portforward, spdy_upgrade
 from pocketkube.kubelet.records import ContainerRecord, RecordStore
 from pocketkube.kubelet.runtime.errors import RuntimeError_
 from pocketkube.kubelet.runtime.logs import (
@@ -232,6 +232,16 @@ class KubeletServer:
             raise StreamError(400, "BadRequest", "you must specify at least 1 command")
         if rec.exit_code is not None or self._exited(rec.container_id):
             raise StreamError(400, "BadRequest", f'container "{container}" is not running')
+        if spdy_upgrade.is_spdy_upgrade(request):
+            if not set(spdy_upgrade.offered(request)) & set(spdy_upgrade.EXEC_PROTOCOLS):
+                raise StreamError(400, "BadRequest", "unable to upgrade: no supported stream protocol offered "
+                                                     f"(this kubelet speaks {', '.join(spdy_upgrade.EXEC_PROTOCOLS)})")
+
+            async def start() -> exec_stream.Process:
+                proc: exec_stream.Process = await self._exec(rec.container_id, list(opts.command), tty=opts.tty)
+                return proc
+
+            return await spdy_upgrade.serve_exec(request, opts, start)
         ws = await self._websocket(request, exec_stream.PROTOCOLS)
         sock = exec_stream.ChannelSocket(ws)
         try:
@@ -271,10 +281,14 @@ class KubeletServer:
         ip = (pod.get("status") or {}).get("podIP")
         if not ip:
             raise StreamError(400, "BadRequest", f'pod "{pod["metadata"]["name"]}" has no IP address yet')
-        ws = await self._websocket(request, (portforward.WS_PROTOCOL, *portforward.CHANNEL_PROTOCOLS))
-
         async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             return await asyncio.wait_for(asyncio.open_connection(ip, port), 10)
+
+        if spdy_upgrade.is_spdy_upgrade(request):
+            if portforward.PROTOCOL not in spdy_upgrade.offered(request):
+                raise StreamError(400, "BadRequest", f"unable to upgrade: {portforward.PROTOCOL} not offered")
+            return await spdy_upgrade.serve_port_forward(request, connect, pod["metadata"]["name"])
+        ws = await self._websocket(request, (portforward.WS_PROTOCOL, *portforward.CHANNEL_PROTOCOLS))
 
         if ws.ws_protocol in portforward.CHANNEL_PROTOCOLS:
             try:

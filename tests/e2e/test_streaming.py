@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, kubectl_binaries
+from tests.conftest import free_port, kubectl_binaries, run_kubectl
 from tests.e2e.cluster import NodeCluster
 
 COUNTER = ("n=$(cat /data/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/n; echo attempt $n; "
@@ -228,3 +228,28 @@ def test_python_client_exec_and_port_forward(cluster: NodeCluster, pods: None) -
         while pf.connected and time.monotonic() < deadline:  # its proxy thread closes the WebSocket
             time.sleep(0.05)
         assert b"200 OK" in reply and b"hello from the pod" in reply, reply
+
+
+def test_raw_spdy_fallback(cluster: NodeCluster, pods: None) -> None:
+    # kubectl's fallback (and older kubectls' only way): POST with `Upgrade: SPDY/3.1`.
+    spdy_only = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
+    r = run_kubectl(cluster.server, "-v=6", "exec", "multi", "-c", "web", "--", "sh", "-c", "echo spdy; exit 4",
+                    env=spdy_only, check=False)
+    assert (r.returncode, r.stdout) == (4, "spdy\n"), r.stderr
+    assert re.search(r"POST https://\S+/pods/multi/exec\S* 101", r.stderr), r.stderr  # the SPDY path
+    r = run_kubectl(cluster.server, "exec", "-i", "multi", "-c", "web", "--", "wc", "-l", input="a\nb\nc\n",
+                    env=spdy_only)
+    assert r.stdout.strip() == "3"
+    argv, env = _kubectl_argv(cluster)
+    port = free_port()
+    proc = subprocess.Popen([*argv, "port-forward", "pod/multi", f"{port}:80"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**env, **spdy_only})
+    try:
+        assert proc.stdout is not None
+        assert "Forwarding from 127.0.0.1" in proc.stdout.readline().decode()
+        r2 = subprocess.run(["curl", "-s", "-m", "10", f"http://127.0.0.1:{port}/index.html"], capture_output=True,
+                            text=True, check=False)
+        assert r2.stdout == "hello from the pod\n"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
