@@ -165,6 +165,7 @@ def _kubelet_server(client: APIClient, config: AgentConfig, kubelet: Kubelet, ru
 
     return KubeletServer(
         KubeletServerConfig(node_ip=config.node_ip, port=config.kubelet_port, data_dir=config.data_dir,
-                            ca_pem=client.config.ca_pem or b"", node_name=config.node_name),
+                            ca_pem=client.config.ca_pem or b"", node_name=config.node_name,
+                            netns=config.node_netns),
         pods=kubelet.informer.get, records=kubelet.records, exec_fn=containers.exec, exited=exited,
         exit_code=containers.exit_code)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pocketkube.kubelet import exec_stream, portforward, spdy_upgrade
+from pocketkube.kubelet.netns_socket import listening_socket, open_connection
 from pocketkube.kubelet.records import ContainerRecord, RecordStore
 from pocketkube.kubelet.runtime.errors import RuntimeError_
 from pocketkube.kubelet.runtime.logs import (
@@ -53,6 +54,7 @@ class KubeletServerConfig:
     data_dir: str
     ca_pem: bytes
     node_name: str = "node"
+    netns: str | None = None  # the node's network namespace, when the node is one
 
 
 class StreamError(Exception):
@@ -129,12 +131,10 @@ class KubeletServer:
     async def start(self) -> None:
         self.runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.config.node_ip, self.config.port, ssl_context=self._ssl_context(),
-                           reuse_address=True)
+        sock = listening_socket(self.config.netns, self.config.node_ip, self.config.port)
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self.runner, sock, ssl_context=self._ssl_context())
         await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -282,7 +282,7 @@ class KubeletServer:
         if not ip:
             raise StreamError(400, "BadRequest", f'pod "{pod["metadata"]["name"]}" has no IP address yet')
         async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-            return await asyncio.wait_for(asyncio.open_connection(ip, port), 10)
+            return await asyncio.wait_for(open_connection(self.config.netns, ip, port), 10)
 
         if spdy_upgrade.is_spdy_upgrade(request):
             if portforward.PROTOCOL not in spdy_upgrade.offered(request):
