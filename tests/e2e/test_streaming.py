@@ -50,6 +50,9 @@ def pods(cluster: NodeCluster) -> Iterator[None]:
              {"name": "ticker", "image": "busybox:1.36",
               "command": ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]},
          ]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unscheduled"},
+         "spec": {"nodeSelector": {"no-such-label": "anywhere"},
+                  "containers": [{"name": "c", "image": "busybox:1.36"}]}},
     ]
     for m in manifests:
         cluster.kubectl("apply", "-f", "-", input=json.dumps(m))
@@ -117,6 +120,9 @@ def test_exec_errors(cluster: NodeCluster, pods: None) -> None:
     r = cluster.kubectl("exec", "multi", "-c", "nosuch", "--", "true", check=False)
     assert r.returncode != 0
     assert "container nosuch is not valid for pod multi" in r.stderr
+    r = cluster.kubectl("exec", "unscheduled", "--", "true", check=False)
+    assert "pod unscheduled does not have a host assigned" in r.stderr, r.stderr
+    assert cluster.kubectl("logs", "unscheduled").stdout == ""  # kube answers an empty log
     r = cluster.kubectl("exec", "multi", "-c", "web", "--", "/no/such/binary", check=False)
     assert r.returncode != 0
     assert "no such file" in r.stderr.lower() or "not found" in r.stderr.lower(), r.stderr
