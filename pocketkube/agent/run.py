@@ -168,4 +168,4 @@ def _kubelet_server(client: APIClient, config: AgentConfig, kubelet: Kubelet, ru
                             ca_pem=client.config.ca_pem or b"", node_name=config.node_name,
                             netns=config.node_netns),
         pods=kubelet.informer.get, records=kubelet.records, exec_fn=containers.exec, exited=exited,
-        exit_code=containers.exit_code)
+        exit_code=containers.exit_code, attach_socket=containers.attach_socket)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pocketkube.kubelet import exec_stream, portforward, spdy_upgrade
+from pocketkube.kubelet import attach, exec_stream, portforward, spdy_upgrade
 from pocketkube.kubelet.netns_socket import listening_socket, open_connection
 from pocketkube.kubelet.records import ContainerRecord, RecordStore
 from pocketkube.kubelet.runtime.errors import RuntimeError_
@@ -90,13 +90,15 @@ class KubeletServer:
     """Serves the streaming endpoints for the pods in `pods` (an informer's get by `ns/name`)."""
 
     def __init__(self, config: KubeletServerConfig, *, pods: Callable[[str], Obj | None], records: RecordStore,
-                 exec_fn: ExecFn, exited: Callable[[str], bool], exit_code: Callable[[str], int | None]) -> None:
+                 exec_fn: ExecFn, exited: Callable[[str], bool], exit_code: Callable[[str], int | None],
+                 attach_socket: Callable[[str], str] | None = None) -> None:
         self.config = config
         self._pods = pods
         self._records = records
         self._exec = exec_fn
         self._exited = exited
         self._exit_code = exit_code
+        self._attach_socket = attach_socket
         self.runner: web.AppRunner | None = None
         self.port = config.port
 
@@ -261,6 +263,27 @@ class KubeletServer:
         ws = await self._websocket(request, exec_stream.PROTOCOLS)
         cid = rec.container_id
 
+        async def exited() -> int | None:
+            for _ in range(100):  # conmon writes the exit file just after closing the socket
+                code = self._exit_code(cid)
+                if code is not None:
+                    return code
+                await asyncio.sleep(0.02)
+            return None
+
+        spec: Obj = next((c for key in ("containers", "initContainers") for c in (pod.get("spec") or {}).get(key) or []
+                     if c.get("name") == container), {})
+        if (spec.get("stdin") or spec.get("tty")) and self._attach_socket is not None:
+            try:
+                conn = attach.connect(self._attach_socket(cid))
+            except OSError as e:
+                await exec_stream.ChannelSocket(ws).finish(exec_stream.error_status(
+                    f"cannot attach to container {container}: {e}"))
+                return ws
+            ctl = [os.path.join(rec.bundle_dir, "ctl"), os.path.join(os.path.dirname(rec.bundle_dir), "ctl")]
+            await attach.serve(exec_stream.ChannelSocket(ws), conn, opts, ctl, exited)
+            return ws
+
         async def output() -> AsyncIterator[tuple[int, bytes]]:
             from pocketkube.kubelet.runtime.logs import STDERR, STDOUT
 
@@ -268,9 +291,6 @@ class KubeletServer:
             async for chunk in follow_log(rec.log_path, LogOptions(tail=0, streams=streams),
                                           finished=lambda: self._exited(cid)):
                 yield exec_stream.STDOUT, chunk
-
-        async def exited() -> int | None:
-            return self._exit_code(cid)
 
         await exec_stream.serve_attach(exec_stream.ChannelSocket(ws), output(), exited)
         return ws

@@ -262,3 +262,39 @@ def test_raw_spdy_fallback(cluster: NodeCluster, pods: None) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_run_interactive_attaches_to_the_container_tty(cluster: NodeCluster, pods: None) -> None:
+    # `kubectl run -it` makes a pod with stdin+tty and attaches: conmon's attach socket.
+    argv, env = _kubectl_argv(cluster)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*argv, "run", "shell", "-it", "--rm", "--restart=Never", "--image=busybox:1.36",
+                             "--", "sh"], stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "dumb"},
+                            start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(pattern: bytes, timeout: float = 30.0) -> bytes:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while pattern not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+        return seen
+
+    try:
+        read_until(b"press enter")
+        os.write(master, b"\r")
+        os.write(master, b"echo attached-$((20+22))\r")
+        assert b"attached-42" in read_until(b"attached-42"), seen
+        os.write(master, b"exit\r")
+        assert proc.wait(60) == 0, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
