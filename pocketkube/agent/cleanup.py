@@ -17,6 +17,7 @@ import signal
 import subprocess
 
 from pocketkube.kubelet.network.sandbox import netns_name_for_uid
+from pocketkube.proxy.proxier import table_name
 
 RUNC = "/usr/sbin/runc"
 
@@ -76,6 +77,10 @@ def cleanup_node(*, node_name: str, data_dir: str, bridge: str | None = None) ->
                 if os.path.exists(os.path.join("/run/netns", netns)):
                     _run(["ip", "netns", "delete", netns])
                     done.append(f"netns {netns}")
+    table = table_name(node_name)  # the proxy's; deleting the bridge below takes its route along
+    if f"table ip {table}" in _run(["nft", "list", "tables"]).stdout.splitlines():
+        _run(["nft", "delete", "table", "ip", table])
+        done.append(f"nftables table {table}")
     if bridge:
         if _run(["ip", "link", "delete", bridge]).returncode == 0:
             done.append(f"bridge {bridge}")

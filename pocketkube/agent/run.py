@@ -17,6 +17,7 @@ from pocketkube.hollow.fleet import Fleet, FleetConfig
 from pocketkube.kubelet.lease import NodeLease
 from pocketkube.kubelet.node_info import NodeFacts, runc_version
 from pocketkube.kubelet.node_status import CONTROL_PLANE_TAINT, NodeConfig, NodeStatus
+from pocketkube.proxy.proxier import Proxier, ProxyConfig
 
 if TYPE_CHECKING:
     from pocketkube.kubelet.kubelet import Kubelet
@@ -90,6 +91,12 @@ async def run(config: AgentConfig) -> None:
             tasks = [tg.create_task(lease.run(), name="lease"), tg.create_task(status.run(), name="node-status")]
             if config.run_pods:
                 tasks.append(tg.create_task(_run_kubelet(client, config), name="kubelet"))
+                tasks.append(tg.create_task(Proxier(client, ProxyConfig(
+                    node_name=config.node_name, bridge=config.bridge, service_cidr=config.service_cidr,
+                    netns=config.node_netns)).run(), name="proxy"))
+            if config.run_pods and config.node_netns:  # a node in a netns (cluster up): route to other nodes' pods
+                from pocketkube.kubelet.node_routes import node_routes
+                tasks.append(tg.create_task(node_routes(client, config.node_name), name="node-routes"))
             await stop.wait()
             for t in tasks:
                 t.cancel()

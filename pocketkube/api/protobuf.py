@@ -58,6 +58,8 @@ _PACKAGES = {
     "scheduling.k8s.io": "k8s.io.api.scheduling",
     "storage.k8s.io": "k8s.io.api.storage",
     "apiextensions.k8s.io": "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions",
+    "authorization.k8s.io": "k8s.io.api.authorization",
+    "authentication.k8s.io": "k8s.io.api.authentication",
     "meta.k8s.io": "k8s.io.apimachinery.pkg.apis.meta",
 }
 # Kinds any group version may carry (client-go encodes DeleteOptions with the resource's version).

@@ -175,6 +175,12 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short=["sc"]),
     # scheduling.k8s.io/v1
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False, short=["pc"]),
+    # authorization.k8s.io/v1, authentication.k8s.io/v1: answered, never stored
+    _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False,
+       verbs=("create",)),
+    _r("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False,
+       verbs=("create",)),
+    _r("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False, verbs=("create",)),
     # apiextensions.k8s.io/v1
     _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
        namespaced=False, short=["crd", "crds"], categories=["api-extensions"],
@@ -183,6 +189,9 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
 
 # Kinds that exist only as request/response bodies of subresources, never stored.
 SUBRESOURCE_ONLY_PLURALS = frozenset({"bindings"})
+
+# Kinds answered at create time and never stored (access reviews, who-am-i).
+REVIEW_PLURALS = frozenset({"selfsubjectaccessreviews", "subjectaccessreviews", "selfsubjectreviews"})
 
 
 @dataclass

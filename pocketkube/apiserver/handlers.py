@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from pocketkube.api import errors, meta
-from pocketkube.api.resources import ResourceInfo
+from pocketkube.api.resources import REVIEW_PLURALS, ResourceInfo
 from pocketkube.api.selectors import parse_field_selector, parse_label_selector
 from pocketkube.apiserver import negotiation
 from pocketkube.apiserver.registry.store import DeleteOptions, ListOptions, Store, WriteOptions
@@ -213,6 +213,8 @@ class ResourceHandlers:
                      accept: negotiation.Accept) -> web.Response:
         obj, raw = await self._body(request)
         self.check_kind(info, obj)
+        if info.plural in REVIEW_PLURALS:
+            return json_response(review(info.plural, obj, request["user"]), 201)
         opts = write_options(request)
         warnings = self.server.check_fields(info, obj, raw, field_validation_mode(request.query))
         created = await store.create(ri.namespace, obj, opts)
@@ -288,6 +290,19 @@ class ResourceHandlers:
         body = {"kind": info.list_kind_name, "apiVersion": info.api_version,
                 "metadata": {"resourceVersion": result.resource_version}, "items": deleted}
         return json_response(body)
+
+
+def review(plural: str, obj: Obj, user: Any) -> Obj:
+    """Answer an access review or who-am-i. Authorization is not enforced yet (RBAC objects are
+    stored, not evaluated): every authenticated user may do everything, and reviews say so."""
+    out: Obj = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": {"creationTimestamp": None}}
+    if plural == "selfsubjectreviews":
+        out["status"] = {"userInfo": {"username": user.name, "groups": list(user.groups)}}
+        return out
+    out["spec"] = obj.get("spec") or {}
+    out["status"] = {"allowed": True, "reason": "pocketkube does not enforce RBAC yet: authenticated users may do "
+                                                 "everything"}
+    return out
 
 
 def _warning_headers(warnings: list[str] | None) -> dict[str, str] | None:

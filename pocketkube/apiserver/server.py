@@ -259,6 +259,34 @@ class APIServer:
         if self.cache.get(info.key("default", "kubernetes")) is None:
             with contextlib.suppress(errors.AlreadyExists, errors.Invalid):
                 await store.create("default", svc, WriteOptions(field_manager="kube-apiserver"))
+        await self._reconcile_kubernetes_endpoints()
+
+    async def _reconcile_kubernetes_endpoints(self) -> None:
+        """Endpoints and EndpointSlice of `kubernetes` point at this API server (kube's endpoint
+        reconciler; with several servers each adds itself — here the last one started wins)."""
+        from pocketkube.apiserver.registry.store import WriteOptions
+
+        ip, port = self.config.advertise_address, self.port
+        endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                     "metadata": {"name": "kubernetes", "namespace": "default",
+                                  "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                     "subsets": [{"addresses": [{"ip": ip}],
+                                  "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
+        eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+               "metadata": {"name": "kubernetes", "namespace": "default",
+                            "labels": {"kubernetes.io/service-name": "kubernetes"}},
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+               "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+        for group, plural, obj in (("", "endpoints", endpoints), ("discovery.k8s.io", "endpointslices", eps)):
+            info = self.table.get(group, "v1", plural)
+            assert info is not None
+            store = self.store_for(info)
+            opts = WriteOptions(field_manager="kube-apiserver")
+            with contextlib.suppress(errors.StatusError):
+                if self.cache.get(info.key("default", "kubernetes")) is None:
+                    await store.create("default", obj, opts)
+                else:
+                    await store.update("default", "kubernetes", obj, opts)
 
     async def _compactor(self) -> None:
         """Compact the store every interval to the revision seen one interval earlier, like kube."""

@@ -27,6 +27,8 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
                    help="seconds without a Lease renewal before a node is NotReady (default 40)")
     p.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network; each node gets a /24 of it")
+    p.add_argument("--service-cidr", default="10.43.0.0/16",
+                   help="ClusterIP range; the DNS Service gets its 10th address (default %(default)s)")
     p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
                    help="tolerationSeconds added to pods for the unreachable taint (default 300)")
     p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
@@ -42,7 +44,7 @@ def _apiserver_config(args: argparse.Namespace) -> object:
     return APIServerConfig(data_dir=args.data_dir, port=args.port, bind_address=args.bind_address,
                            advertise_address=args.advertise_address, datastore=args.datastore,
                            compaction_interval=args.compaction_interval, watch_cache_size=args.watch_cache_size,
-                           extra_sans=list(args.tls_san),
+                           extra_sans=list(args.tls_san), service_cidr=args.service_cidr,
                            default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                            default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds)
 
@@ -256,6 +258,24 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("--node-monitor-grace-period", type=float, default=40.0,
                     help="seconds without a Lease renewal before a node is NotReady (default 40)")
     cm.add_argument("-v", "--verbose", action="store_true")
+    proxy = sub.add_parser("proxy", help="run the Service proxy (nftables) of one node")
+    proxy.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
+    proxy.add_argument("--node-name", required=True, help="the node whose NodePorts and local endpoints count")
+    proxy.add_argument("--bridge", default="cbr0", help="the node's pod bridge (default cbr0)")
+    proxy.add_argument("--service-cidr", default="10.43.0.0/16", help="routed to the bridge before any DNAT")
+    proxy.add_argument("--table", default="", help="nftables table (default pocketkube-<node-name>)")
+    proxy.add_argument("--node-netns", default=None, help="the node's network namespace, when the node is one")
+    proxy.add_argument("-v", "--verbose", action="store_true")
+    dns = sub.add_parser("dns", help="run the cluster DNS server")
+    dns.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
+    dns.add_argument("--listen", default="10.43.0.10:53", help="IP:PORT, the DNS Service IP (default %(default)s)")
+    dns.add_argument("--bind-dev", default="", help="add the listen IP as a /32 to this link (e.g. lo)")
+    dns.add_argument("--cluster-domain", default="cluster.local", help="(default %(default)s)")
+    dns.add_argument("--upstream", default="", help="HOST[:PORT] for other names (default: /etc/resolv.conf)")
+    dns.add_argument("-v", "--verbose", action="store_true")
+    from pocketkube.cluster import commands as cluster_commands
+
+    cluster_commands.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -265,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_server(args, disable_agent=True, disable_controllers=True)
     if args.command == "agent":
         return cmd_agent(args)
+    if args.command == "cluster":
+        return cluster_commands.main(args)
     if args.command == "image":
         return cmd_image(args)
     if args.command == "scheduler":
@@ -278,6 +300,22 @@ def main(argv: list[str] | None = None) -> int:
 
         _run_async(run(ControllerManagerConfig(kubeconfig=args.kubeconfig, cluster_cidr=args.cluster_cidr,
                                                node_monitor_grace_period=args.node_monitor_grace_period)))
+        return 0
+    if args.command == "proxy":
+        from pocketkube.proxy.proxier import ProxyConfig
+        from pocketkube.proxy.proxier import run as run_proxy
+
+        # nft and ip run as subprocesses; the standard loop keeps child watching simple.
+        _run_async(run_proxy(ProxyConfig(node_name=args.node_name, kubeconfig=args.kubeconfig, bridge=args.bridge,
+                                         service_cidr=args.service_cidr, table=args.table,
+                                         netns=args.node_netns)), uvloop_ok=False)
+        return 0
+    if args.command == "dns":
+        from pocketkube.dns.run import DNSConfig
+        from pocketkube.dns.run import run as run_dns
+
+        _run_async(run_dns(DNSConfig(kubeconfig=args.kubeconfig, listen=args.listen, bind_dev=args.bind_dev,
+                                     domain=args.cluster_domain, upstream=args.upstream)))
         return 0
     parser.error(f"unknown command {args.command}")
     return 2

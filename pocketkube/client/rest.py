@@ -116,7 +116,22 @@ class APIClient:
         self.config = config
         self.table = table or ResourceTable.builtin()
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
         self._ssl = config.ssl_context()
+
+    def watch_session(self) -> aiohttp.ClientSession:
+        """Watches hold a connection for minutes each: they get their own pool, without a limit, so
+        any number of informers never starves ordinary requests (client-go gives each watch its
+        own HTTP/2 stream for the same reason)."""
+        if self._watch_session is None or self._watch_session.closed:
+            headers = {"User-Agent": self.config.user_agent, "Accept": "application/json"}
+            if self.config.token:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            self._watch_session = aiohttp.ClientSession(
+                base_url=self.config.server, headers=headers,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self._watch_session
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -132,6 +147,8 @@ class APIClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._watch_session is not None:
+            await self._watch_session.close()
 
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
                       content_type: str = "application/json", timeout: float = 30.0) -> Obj:
@@ -232,7 +249,7 @@ class ResourceClient:
                   "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
                   "allowWatchBookmarks": "true" if bookmarks else None}
         clean = {k: str(v) for k, v in params.items() if v not in (None, "")}
-        async with self.client.session().get(self.path(namespace), params=clean,
+        async with self.client.watch_session().get(self.path(namespace), params=clean,
                                              timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
                                                                            sock_read=None)) as resp:
             if resp.status >= 400:

@@ -173,8 +173,18 @@ class Kubelet:
         self.node_allocatable: dict[str, str] = {}
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        """A task in the kubelet's group that logs its failure instead of taking the kubelet down."""
         assert self._tg is not None
-        return self._tg.create_task(coro, name=name)
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("kubelet task %s failed", name)
+
+        return self._tg.create_task(guarded(), name=name)
 
     def background(self, coro: Any) -> None:
         self.spawn(coro, "kubelet-event")

@@ -60,7 +60,9 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn) ->
             return False, "grpc probes are not supported"
     except TimeoutError:
         return False, f"probe timed out after {timeout:g}s"
-    except (OSError, aiohttp.ClientError) as e:
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # exec into a stopping container, refused connections...: a failed probe
         return False, str(e) or type(e).__name__
     return False, "probe has no handler"
 

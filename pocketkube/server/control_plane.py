@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -59,11 +60,17 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
             log_path=os.path.join(config.apiserver.data_dir, "scheduler.log")))
     if not config.disable_agent:
         data_dir = config.apiserver.data_dir
+        dns_ip = str(ipaddress.ip_network(config.apiserver.service_cidr).network_address + 10)
+        children.append(ChildProcess(  # cluster DNS on the DNS Service IP itself (pocketkube/dns/run.py)
+            "dns", pocketkube_argv("dns", "--kubeconfig", os.path.join(data_dir, "kubeconfig.yaml"),
+                                   "--listen", f"{dns_ip}:53", "--bind-dev", "lo"),
+            log_path=os.path.join(data_dir, "dns.log")))
         children.append(ChildProcess(
             "agent", pocketkube_argv("agent", "--server", f"https://127.0.0.1:{api.port}", "--token-file",
                                      os.path.join(data_dir, "token"), "--data-dir", os.path.join(data_dir, "agent"),
                                      "--node-ip", config.apiserver.advertise_address, "--control-plane",
                                      "--cluster-cidr", config.cluster_cidr, "--service-cidr", config.apiserver.service_cidr,
+                                     "--cluster-dns", dns_ip,
                                      *(["--control-plane-taint"] if config.control_plane_taint else [])),
             log_path=os.path.join(data_dir, "agent.log")))
     if ready is not None:

@@ -31,6 +31,11 @@ class NodeCluster:
     bridge: str
     cluster_cidr: str
     data_dir: str
+    service_cidr: str = ""
+
+    @property
+    def dns_ip(self) -> str:
+        return self.service_cidr.split("/")[0].rsplit(".", 1)[0] + ".10"
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -67,7 +72,9 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
     cluster_cidr, service_cidr = f"10.{octet}.0.0/16", f"10.{octet + 1 if octet < 254 else octet - 1}.0.0/16"
     bridge = f"pkt{tag}br"
     node = f"pkt{tag}-node"
+    dns_ip = service_cidr.split("/")[0].rsplit(".", 1)[0] + ".10"
     server = start_server(os.path.join(base, "server"), extra_args=("--cluster-cidr", cluster_cidr,
+                                                                      "--service-cidr", service_cidr,
                                                                       "--node-monitor-grace-period", "40"))
     agent_dir = os.path.join(base, "agent")
     import_dir = os.path.join(agent_dir, "images-import")
@@ -80,11 +87,11 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
     agent = subprocess.Popen(
         [sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token", token,
          "--data-dir", agent_dir, "--node-name", node, "--node-ip", "127.0.0.1", "--bridge", bridge,
-         "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--lease-interval", "2",
+         "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--cluster-dns", dns_ip, "--lease-interval", "2",
          "--kubelet-port", str(free_port())],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
-    cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base)
+    cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base, service_cidr)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -110,10 +117,16 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
             agent.kill()
             agent.wait(5)
         server.stop()
+        # the proxy removes its table and route on exit; this is the backstop if it was killed
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+        leaked = f"table ip pocketkube-{node}" in tables.splitlines()
+        subprocess.run(["nft", "delete", "table", "ip", f"pocketkube-{node}"], capture_output=True, check=False)
+        subprocess.run(["ip", "route", "del", service_cidr, "dev", bridge], capture_output=True, check=False)
         cleanup_node(node_name=node, data_dir=agent_dir, bridge=bridge)
         leaks = [m for m in mounts_under(base)] + [n for n in os.listdir("/run/netns")
                                                      if n.startswith("pk-") and n in _netns_of(agent_dir)]
         assert not leaks, f"left behind: {leaks}"
+        assert not leaked, f"the proxy left nftables table pocketkube-{node} behind"
 
 
 def _netns_of(agent_dir: str) -> set[str]:

@@ -1,0 +1,67 @@
+"""Push a rendered ruleset into the kernel: one `nft -f -` transaction, plus the service route.
+
+The script from nftables_render.py creates-then-deletes-then-recreates the table in one batch, so
+the kernel swaps the whole table atomically or, on any error, keeps the old one. The route of the
+service CIDR to the pod bridge (`ip route replace CIDR dev BRIDGE src GATEWAY`) must exist before
+any DNAT rule: without it host → ClusterIP picks the uplink and its address, and anything not
+DNATed would leak out of a real interface (reference/platform.md §3). With `netns` every command
+runs in that network namespace (`nsenter --net=`, never `ip netns exec`, see §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+
+from pocketkube.proxy.nftables_render import render_delete
+
+
+class ApplyError(Exception):
+    """nft or ip refused a command; the message is theirs."""
+
+
+async def _run(argv: list[str], *, stdin: bytes | None = None, netns: str | None = None) -> str:
+    if netns:
+        argv = ["nsenter", f"--net={netns}", *argv]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate(stdin)
+    if proc.returncode != 0:
+        raise ApplyError(f"{' '.join(argv[:3])}: {err.decode(errors='replace').strip()[:2000]}")
+    return out.decode()
+
+
+async def apply_script(script: str, *, netns: str | None = None) -> None:
+    """Load a whole-table script atomically."""
+    await _run(["nft", "-f", "-"], stdin=script.encode(), netns=netns)
+
+
+async def delete_table(table: str, *, netns: str | None = None) -> None:
+    await _run(["nft", "-f", "-"], stdin=render_delete(table).encode(), netns=netns)
+
+
+async def bridge_gateway(bridge: str, *, netns: str | None = None) -> str | None:
+    """The first IPv4 address of the bridge, or None while the bridge does not exist yet."""
+    try:
+        out = await _run(["ip", "-j", "-4", "addr", "show", "dev", bridge], netns=netns)
+    except ApplyError:
+        return None
+    for link in json.loads(out or "[]"):
+        for addr in link.get("addr_info") or []:
+            if addr.get("family") == "inet" and addr.get("local"):
+                return str(addr["local"])
+    return None
+
+
+async def ensure_service_route(service_cidr: str, bridge: str, gateway: str, *, netns: str | None = None) -> None:
+    net = ipaddress.ip_network(service_cidr)
+    await _run(["ip", "route", "replace", str(net), "dev", bridge, "src", gateway], netns=netns)
+
+
+async def delete_service_route(service_cidr: str, bridge: str, *, netns: str | None = None) -> None:
+    try:
+        await _run(["ip", "route", "del", str(ipaddress.ip_network(service_cidr)), "dev", bridge], netns=netns)
+    except ApplyError:
+        pass  # already gone (the bridge was deleted, say)
