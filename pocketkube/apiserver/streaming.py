@@ -39,7 +39,7 @@ KUBELET_PATHS = {"log": "containerLogs", "exec": "exec", "attach": "attach", "po
 
 def container_names(pod: Obj) -> list[str]:
     spec = pod.get("spec") or {}
-    return [c["name"] for key in ("containers", "initContainers", "ephemeralContainers")
+    return [c["name"] for key in ("initContainers", "containers", "ephemeralContainers")  # kube: VisitContainers
             for c in spec.get(key) or [] if c.get("name")]
 
 
