@@ -205,9 +205,6 @@ def test_attach_shows_live_output(cluster: NodeCluster, pods: None) -> None:
     assert all(line.startswith("tick ") for line in lines), lines
 
 
-# The client's port-forward thread closes its WebSocket on its own schedule; a late close shows
-# up as an unraisable ResourceWarning about the client's socket, not about pocketkube.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_python_client_exec_and_port_forward(cluster: NodeCluster, pods: None) -> None:
     # The Python client speaks v4.channel.k8s.io: exec channels, and port-forward channel pairs.
     from kubernetes import client, config
@@ -215,9 +212,16 @@ def test_python_client_exec_and_port_forward(cluster: NodeCluster, pods: None) -
 
     with config.new_client_from_config(config_file=cluster.server.kubeconfig) as api_client:
         core = client.CoreV1Api(api_client)
-        out = stream(core.connect_get_namespaced_pod_exec, "multi", "default", container="web",
-                     command=["sh", "-c", "echo from-python"], stderr=True, stdin=False, stdout=True, tty=False)
-        assert out == "from-python\n"
+        ws = stream(core.connect_get_namespaced_pod_exec, "multi", "default", container="web",
+                    command=["sh", "-c", "echo from-python"], stderr=True, stdin=False, stdout=True, tty=False,
+                    _preload_content=False)
+        try:
+            ws.run_forever(timeout=10)
+            assert ws.read_stdout() == "from-python\n"
+            assert ws.returncode == 0
+        finally:
+            ws.close()
+            ws.sock.shutdown()  # close() skips the socket when the server closed first
         pf = portforward(core.connect_get_namespaced_pod_portforward, "multi", "default", ports="80")
         sock = pf.socket(80)
         sock.settimeout(10)
@@ -233,10 +237,8 @@ def test_python_client_exec_and_port_forward(cluster: NodeCluster, pods: None) -
         deadline = time.monotonic() + 5
         while pf.connected and time.monotonic() < deadline:  # its proxy thread closes the WebSocket
             time.sleep(0.05)
+        pf.websocket.shutdown()  # closes the socket even when the server closed first
         assert b"200 OK" in reply and b"hello from the pod" in reply, reply
-    import gc
-
-    gc.collect()  # the client's leftover sockets warn here, under this test's filter, not in the next test
 
 
 def test_raw_spdy_fallback(cluster: NodeCluster, pods: None) -> None:
