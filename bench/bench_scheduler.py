@@ -2,7 +2,8 @@
 
 Mode "stub" runs the real loop (queue → filter → score → assume → bind task) with a binder that
 only yields, so it measures the scheduler's own CPU cost. Mode "server" starts a real
-`pocketkube server --disable-agent`, creates the nodes and pods through the API and runs the real
+`pocketkube apiserver` (no control loops: the server's own scheduler would race the measured one and
+the count would never complete), creates the nodes and pods through the API and runs the real
 scheduler (informers, POST binding, events) against it, counting pods whose binding succeeded.
 The raw floor printed next to each figure is the bare cost of iterating the nodes once per pod.
 
@@ -102,7 +103,7 @@ async def bench_server(num_nodes: int, num_pods: int) -> tuple[float, float]:
     from pocketkube.scheduler.run import SchedulerConfig, build
 
     with tempfile.TemporaryDirectory() as d:
-        srv = start_server(d)
+        srv = start_server(d, command="apiserver")
         try:
             client = APIClient(ClientConfig.from_kubeconfig(srv.kubeconfig))
             nodes, pods = client.core("nodes"), client.core("pods")

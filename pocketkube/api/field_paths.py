@@ -62,10 +62,34 @@ def is_atomic_map(schema: Schema | None) -> bool:
     return schema is not None and schema.get("x-kubernetes-map-type") == "atomic"
 
 
+# Facts about the schemas of the loaded definitions (api/schema.py `owned`), by id(): those
+# schemas live unchanged for the whole process. Other schemas are looked at afresh every time.
+_CHILDREN: dict[int, tuple[dict[str, Schema | None], Schema | None]] = {}
+_LIST_KINDS: dict[int, tuple[str, list[str], Schema | None]] = {}
+
+
+def _facts(schema: Schema | None) -> tuple[dict[str, Schema | None], Schema | None] | None:
+    """(resolved schema of each declared field, of additionalProperties) of a built-in schema;
+    None for schemas that are not the loaded definitions' (and for no schema)."""
+    if schema is None:
+        return None
+    facts = _CHILDREN.get(id(schema))
+    if facts is None and k8s_schema.owned(schema):
+        fields: dict[str, Schema | None] = {name: k8s_schema.resolve(sub) if isinstance(sub, dict) else None
+                                            for name, sub in k8s_schema.properties(schema).items()}
+        facts = _CHILDREN[id(schema)] = (fields, k8s_schema.additional_properties(schema))
+    return facts
+
+
 def child_schema(schema: Schema | None, key: str) -> tuple[Schema | None, bool]:
     """(schema of `key` in a map, whether `key` is a declared struct field)."""
     if schema is None:
         return None, False
+    facts = _facts(schema)
+    if facts is not None:
+        if key in facts[0]:
+            return facts[0][key], True
+        return facts[1], False
     props = k8s_schema.properties(schema)
     if key in props:
         return k8s_schema.field_schema(schema, key), True
@@ -73,9 +97,22 @@ def child_schema(schema: Schema | None, key: str) -> tuple[Schema | None, bool]:
 
 
 def list_kind(schema: Schema | None) -> tuple[str, list[str], Schema | None]:
-    """(`atomic` | `set` | `map`, map keys, item schema) of a list-typed field schema."""
+    """(`atomic` | `set` | `map`, map keys, item schema) of a list-typed field schema.
+
+    The keys list may be shared between calls: do not change it.
+    """
     if schema is None:
         return "atomic", [], None
+    known = _LIST_KINDS.get(id(schema))
+    if known is not None:
+        return known
+    found = _list_kind(schema)
+    if k8s_schema.owned(schema):
+        _LIST_KINDS[id(schema)] = found
+    return found
+
+
+def _list_kind(schema: Schema) -> tuple[str, list[str], Schema | None]:
     items = k8s_schema.items_schema(schema)
     declared = schema.get("x-kubernetes-list-type")
     if declared == "map":
@@ -148,15 +185,25 @@ def field_set(obj: Any, schema: Schema | None, *, reset_fields: Collection[str] 
 
 
 def _walk(value: Any, schema: Schema | None, path: Path, out: dict[Path, Member]) -> None:
+    # Scalar children are recorded here rather than through a call each (what _walk does for them).
     if isinstance(value, dict):
         if is_atomic_map(schema):
             out[path] = Member(value, True)
             return
+        facts = _facts(schema)
         for key, child in value.items():
-            sub, declared = child_schema(schema, key)
+            if facts is not None:
+                fields = facts[0]
+                declared = key in fields
+                sub = fields[key] if declared else facts[1]
+            else:
+                sub, declared = child_schema(schema, key)
             child_path = (*path, "f:" + key)
+            if not isinstance(child, dict | list):
+                out[child_path] = Member(child, True)
+                continue
             _walk(child, sub, child_path, out)
-            if child is None or child == {}:
+            if child == {}:
                 out[child_path] = Member(child, True)
             elif not declared and child_path not in out:
                 out[child_path] = Member(child, False)
@@ -167,6 +214,9 @@ def _walk(value: Any, schema: Schema | None, path: Path, out: dict[Path, Member]
             return
         for element, item in zip(elements, value, strict=True):
             item_path = (*path, element)
+            if not isinstance(item, dict | list):
+                out[item_path] = Member(item, True)
+                continue
             _walk(item, item_schema, item_path, out)
             if item_path not in out:
                 out[item_path] = Member(item, not isinstance(item, dict) or not item)
@@ -225,27 +275,58 @@ def _element_order(element: str) -> tuple[int, str]:
     return _ORDER.get(element[:1], 4), element
 
 
+_PLAIN_ORDER = frozenset({"f:", "k:", "v:"})
+
+
 def encode_fields(paths: FieldSet) -> dict[str, Any]:
-    """A field set as a fieldsV1 object (`.` marks a member that also has children)."""
+    """A field set as a fieldsV1 object (`.` marks a member that also has children).
+
+    With only `f:`, `k:` and `v:` elements, the sort order of the elements (_element_order) is the
+    plain string order, so the tree is built in order from the sorted paths: a member comes before
+    its children, which gives its node the leading `.` when its first child arrives.
+    """
     root: dict[str, Any] = {}
+    member_nodes: set[int] = set()
+    for path in sorted(paths):
+        node = root
+        for element in path:
+            child = node.get(element)
+            if child is None:
+                if element[:2] not in _PLAIN_ORDER:
+                    return _encode_fields_sorting(paths)
+                if id(node) in member_nodes and "." not in node:
+                    node["."] = {}
+                child = node[element] = {}
+            node = child
+        member_nodes.add(id(node))
+    return root
+
+
+def _encode_fields_sorting(paths: FieldSet) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    member_nodes = []
     for path in paths:
         node = root
         for element in path:
-            node = node.setdefault(element, {})
-    for path in paths:
-        node = root
-        for element in path:
-            node = node[element]
+            child = node.get(element)
+            if child is None:
+                child = node[element] = {}
+            node = child
+        member_nodes.append(node)
+    for node in member_nodes:
         if node and "." not in node:
             node["."] = {}
     return _sorted_tree(root)
 
 
 def _sorted_tree(node: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if "." in node:
-        out["."] = {}
-    for key in sorted((k for k in node if k != "."), key=_element_order):
+    if not node:
+        return {}
+    keys = [k for k in node if k != "."]
+    if len(keys) > 1:
+        keys.sort(key=_element_order)
+    out: dict[str, Any] = {".": {}} if "." in node else {}
+    for key in keys:
         out[key] = _sorted_tree(node[key])
     return out
 

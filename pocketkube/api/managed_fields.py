@@ -100,6 +100,18 @@ def without_managed_fields(obj: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _shallow_without_managed_fields(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """`obj` (or {}) without metadata.managedFields: the top level and metadata are new dicts,
+    every other value is shared with `obj` (only metadata is ever changed on the result)."""
+    if not obj:
+        return {}
+    out = dict(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
+
+
 def with_managed_fields(obj: dict[str, Any], managers: Managers) -> dict[str, Any]:
     """`obj` (mutated and returned) carrying `managers` in metadata.managedFields."""
     meta = obj.setdefault("metadata", {})
@@ -144,7 +156,8 @@ def update_managed_fields(
     subresource: str = "",
     reset_fields: Collection[str] = (),
 ) -> dict[str, Any]:
-    """`new` (copied) with managedFields recording a create/update/patch by `manager`.
+    """`new` (a new top level and metadata; other values shared) with managedFields recording a
+    create/update/patch by `manager`. Neither `old` nor `new` is changed.
 
     Like kube-apiserver, managedFields sent in `new` are used when present (clients may edit them);
     otherwise the live object's are carried over, so clients that drop them lose nothing.
@@ -152,7 +165,7 @@ def update_managed_fields(
     managers = decode_managed_fields(new)
     if not managers:
         managers = decode_managed_fields(old)
-    old_obj, new_obj = without_managed_fields(old), without_managed_fields(new)
+    old_obj, new_obj = _shallow_without_managed_fields(old), _shallow_without_managed_fields(new)
     added, modified, removed = field_paths.compare(
         field_paths.members(old_obj, schema, reset_fields=reset_fields),
         field_paths.members(new_obj, schema, reset_fields=reset_fields),

@@ -85,6 +85,10 @@ def _round_up_nano(value: Fraction) -> Fraction:
     return magnitude if value >= 0 else -magnitude
 
 
+_PARSED: dict[str, Quantity] = {}
+_PARSED_MAX = 4096
+
+
 @functools.total_ordering
 @dataclass(frozen=True, slots=True)
 class Quantity:
@@ -95,6 +99,18 @@ class Quantity:
 
     @classmethod
     def parse(cls, text: str | int | float) -> Quantity:
+        if type(text) is str and cls is Quantity:
+            # Quantities are immutable and the same few texts recur ("100m", "128Mi"): parse once.
+            known = _PARSED.get(text)
+            if known is None:
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()
+                known = _PARSED[text] = cls._parse(text)
+            return known
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str | int | float) -> Quantity:
         if isinstance(text, bool):
             raise QuantityError(ERR_FORMAT_WRONG)
         if isinstance(text, int | float):

@@ -36,7 +36,35 @@ def definitions() -> dict[str, Schema]:
     """Every definition by its full name, e.g. `io.k8s.api.core.v1.PodSpec`."""
     with open(os.path.join(_schema_dir(), "_definitions.json"), "rb") as f:
         defs: dict[str, Schema] = orjson.loads(f.read())["$defs"]
+    _own(defs)
     return defs
+
+
+# Resolutions of the loaded definitions, which live (unchanged) as long as the process: keyed by
+# the id() of a schema dict inside definitions() (or of a resolution made from one, kept alive
+# here too), so a hit is always that very object. Schemas built elsewhere (CRDs) are not owned
+# and are resolved afresh every time.
+_owned: set[int] = set()
+_resolved: dict[int, Schema] = {}
+
+
+def _own(defs: dict[str, Schema]) -> None:
+    stack: list[Any] = list(defs.values())
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            _owned.add(id(node))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def owned(schema: Schema) -> bool:
+    """Whether `schema` is part of the loaded definitions (or a resolution of one): immutable,
+    alive for the whole process, so facts about it may be cached by id()."""
+    if not _owned:
+        definitions()
+    return id(schema) in _owned
 
 
 @functools.cache
@@ -72,7 +100,21 @@ def resolve(schema: Schema) -> Schema:
     """Follow `$ref` (also through a single-element allOf) to the referenced definition.
 
     Sibling keys of the `$ref` (description, x-kubernetes-* extensions) are kept on top.
+    Resolutions of the loaded definitions are made once and shared: never mutate the result.
     """
+    hit = _resolved.get(id(schema))
+    if hit is not None:
+        return hit
+    out = _resolve(schema)
+    if owned(schema):
+        _resolved[id(schema)] = out
+        if out is not schema:
+            _owned.add(id(out))
+            _resolved[id(out)] = out
+    return out
+
+
+def _resolve(schema: Schema) -> Schema:
     seen = 0
     while seen < 32:
         seen += 1

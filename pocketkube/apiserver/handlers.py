@@ -123,7 +123,12 @@ class ResourceHandlers:
         query = request.query
         accept = negotiation.parse_accept(request.headers.get("Accept", ""))
         if verb == "get":
-            obj = await store.get(ri.namespace, ri.name, resource_version=query.get("resourceVersion", ""))
+            rv = query.get("resourceVersion", "")
+            if accept.form == "object":
+                # The cached object's JSON (orjson.dumps of the very object) is the answer as is.
+                co = await store.get_cached(ri.namespace, ri.name, resource_version=rv)
+                return json_response(co.raw)
+            obj = await store.get(ri.namespace, ri.name, resource_version=rv)
             return self.render_object(info, obj, accept)
         if verb == "list":
             return await self.list(store, ri, info, accept, query)
@@ -186,8 +191,15 @@ class ResourceHandlers:
                     "items": [negotiation.partial_metadata(co.obj) for co in result.items]}
             return json_response(body)
         head = orjson.dumps({"kind": info.list_kind_name, "apiVersion": info.api_version, "metadata": list_md})
-        raw = head[:-1] + b',"items":[' + b",".join(co.raw for co in result.items) + b"]}"
-        return json_response(raw)
+        # One join, one copy of the (possibly tens of MB) body: head, items with commas, tail.
+        parts = [head[:-1] + b',"items":[']
+        for co in result.items:
+            parts.append(co.raw)
+            parts.append(b",")
+        if result.items:
+            parts.pop()
+        parts.append(b"]}")
+        return json_response(b"".join(parts))
 
     # ---- writes ----------------------------------------------------------------------------
     async def _body(self, request: web.Request) -> tuple[Obj, bytes]:

@@ -1,8 +1,9 @@
 """Node IPAM: give every node a /24 pod subnet (spec.podCIDR) from the cluster CIDR.
 
 kube-controller-manager's range allocator does the same: subnets already on nodes are marked
-used at start (so restarts never hand one out twice), new nodes get the lowest free one, and a
-deleted node's subnet is free again. The kubelet waits for its podCIDR before running pods.
+used (so restarts never hand one out twice), a new node gets the next free one after a cursor,
+and a deleted node's subnet is free again. The used set is kept from node events, so registering
+N nodes costs O(N), not O(N²). The kubelet waits for its podCIDR before running pods.
 """
 
 from __future__ import annotations
@@ -27,33 +28,46 @@ class NodeIPAMController(Controller):
         self.client = client
         self.cluster = ipaddress.ip_network(cluster_cidr)
         self.mask = mask
+        self.size = 1 << (mask - self.cluster.prefixlen) if mask >= self.cluster.prefixlen else 0
         self.nodes = Informer(client.core("nodes"))
-        self.nodes.add_handler(self.enqueue_handler)
+        self.nodes.add_handler(self._changed)
         self.informers = [self.nodes]
-        self._assigned: dict[str, str] = {}  # node name -> subnet, incl. ones being written
+        self._owner: dict[str, str] = {}  # subnet -> node name (on the node, or being written)
+        self._cursor = 0
 
-    def _used(self) -> set[str]:
-        used = {str((n.get("spec") or {}).get("podCIDR")) for n in self.nodes.list() if (n.get("spec") or {}).get("podCIDR")}
-        live = {n["metadata"]["name"] for n in self.nodes.list()}
-        self._assigned = {k: v for k, v in self._assigned.items() if k in live}
-        return used | set(self._assigned.values())
+    def _changed(self, old: Obj | None, new: Obj | None) -> None:
+        if new is None and old is not None:
+            name = old["metadata"]["name"]
+            for subnet in [s for s, n in self._owner.items() if n == name]:
+                del self._owner[subnet]
+            return
+        assert new is not None
+        cidr = (new.get("spec") or {}).get("podCIDR")
+        if cidr:
+            self._owner[str(cidr)] = new["metadata"]["name"]
+        self.enqueue(new)
+
+    def _subnet(self, index: int) -> str:
+        base = int(self.cluster.network_address) + (index << (32 - self.mask))
+        return f"{ipaddress.ip_address(base)}/{self.mask}"
 
     def next_free(self) -> str:
-        used = self._used()
-        for subnet in self.cluster.subnets(new_prefix=self.mask):
-            if str(subnet) not in used:
-                return str(subnet)
+        for i in range(self.size):
+            index = (self._cursor + i) % self.size
+            subnet = self._subnet(index)
+            if subnet not in self._owner:
+                self._cursor = index + 1
+                return subnet
         raise errors.ServiceUnavailable(f"no free /{self.mask} left in {self.cluster}")
 
     async def sync(self, key: str) -> None:
         node = self.nodes.get(key)
         if node is None or node.get("metadata", {}).get("deletionTimestamp"):
             return
-        spec = node.get("spec") or {}
-        if spec.get("podCIDR"):
-            self._assigned[key] = spec["podCIDR"]
+        if (node.get("spec") or {}).get("podCIDR"):
             return
-        subnet = self._assigned.get(key) or self.next_free()
-        self._assigned[key] = subnet
+        mine = [s for s, n in self._owner.items() if n == key]
+        subnet = mine[0] if mine else self.next_free()
+        self._owner[subnet] = key
         await self.client.core("nodes").patch(key, {"spec": {"podCIDR": subnet, "podCIDRs": [subnet]}},
                                                field_manager="node-ipam-controller")

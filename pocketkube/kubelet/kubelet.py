@@ -148,13 +148,15 @@ class PodTask:
             grace = float(md.get("deletionGracePeriodSeconds") if md.get("deletionGracePeriodSeconds") is not None
                           else (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
         await self.worker.terminate(pod, self.uid, grace)
+        # Remove containers (and unmount their filesystems) before the pod leaves the API: an
+        # agent stopped right after the delete must not leave mounts behind.
+        await self.worker.cleanup(self.uid)
         if pod is not None:
             md = pod["metadata"]
             try:
                 await self.kubelet.pods.delete(md["name"], md["namespace"], grace_period_seconds=0, uid=self.uid)
             except (errors.NotFound, errors.Conflict):
                 pass
-        await self.worker.cleanup(self.uid)
         self.kubelet.forget(self.uid)
 
 
@@ -203,11 +205,19 @@ class Kubelet:
             return await self._lookup(ns, kind, name)
 
         async def emit(p: Obj, etype: str, reason: str, message: str) -> None:
-            await self.recorder.event(p, etype, reason, message)
+            # Fire and forget, like the kubelet's event broadcaster: the status PATCH that shows a
+            # container started must not wait for the Event's round trip (~5-300 ms per start).
+            self.background(self._event(p, etype, reason, message))
 
         return PodWorker(runtime=self.runtime, records=self.records, lookup=lookup,
                          pod_dir=os.path.join(self.config.data_dir, "pods", uid), dns=self.config.dns,
                          node_allocatable=self.node_allocatable, emit=emit)
+
+    async def _event(self, pod: Obj, etype: str, reason: str, message: str) -> None:
+        try:
+            await self.recorder.event(pod, etype, reason, message)
+        except Exception as e:  # best effort: a failed Event must not take the TaskGroup down
+            log.debug("event %s for %s: %s", reason, pod["metadata"].get("name"), e)
 
     def _changed(self, old: Obj | None, new: Obj | None) -> None:
         pod = new if new is not None else old

@@ -7,6 +7,7 @@ Default copies the node's; None uses only spec.dnsConfig (which otherwise adds t
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -107,8 +108,13 @@ def write_pod_files(pod_dir: str, pod: Obj, pod_ip: str, dns: DNSSettings) -> di
                             ("/etc/hosts", hosts_file(pod, pod_ip, dns)),
                             ("/etc/hostname", hostname_of(pod) + "\n")):
         host = os.path.join(pod_dir, target.rsplit("/", 1)[1])
+        out[target] = host
+        # Called on every sync (each pod, every second): rewrite only what changed. A replaced file
+        # is a new inode the running containers' bind mounts would not see anyway.
+        with contextlib.suppress(OSError), open(host) as f:
+            if f.read() == content:
+                continue
         with open(host + ".tmp", "w") as f:
             f.write(content)
         os.replace(host + ".tmp", host)
-        out[target] = host
     return out

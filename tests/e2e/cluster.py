@@ -32,6 +32,19 @@ class NodeCluster:
     cluster_cidr: str
     data_dir: str
     service_cidr: str = ""
+    agent_argv: tuple[str, ...] = ()
+
+    def restart_agent(self, *, kill: bool) -> None:
+        """Stop the agent (SIGKILL when `kill`, as a crash) and start it again with the same flags."""
+        if kill:
+            self.agent.kill()
+        else:
+            self.agent.terminate()
+        self.agent.wait(15)
+        log = open(os.path.join(self.data_dir, "agent.log"), "ab")
+        self.agent = subprocess.Popen(list(self.agent_argv), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
+        log.close()
 
     @property
     def dns_ip(self) -> str:
@@ -84,14 +97,13 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
     with open(os.path.join(server.data_dir, "token")) as f:
         token = f.read().strip()
     log = open(os.path.join(base, "agent.log"), "ab")
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token", token,
-         "--data-dir", agent_dir, "--node-name", node, "--node-ip", "127.0.0.1", "--bridge", bridge,
-         "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--cluster-dns", dns_ip, "--lease-interval", "2",
-         "--kubelet-port", str(free_port())],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    argv = (sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token", token,
+            "--data-dir", agent_dir, "--node-name", node, "--node-ip", "127.0.0.1", "--bridge", bridge,
+            "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--cluster-dns", dns_ip,
+            "--lease-interval", "2", "--kubelet-port", str(free_port()))
+    agent = subprocess.Popen(list(argv), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
-    cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base, service_cidr)
+    cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base, service_cidr, argv)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -110,6 +122,7 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
             run_kubectl(server, "delete", "deployments,replicasets,daemonsets,statefulsets,jobs,cronjobs", "--all", "-A",
                         "--wait=false", check=False, timeout=60)
             run_kubectl(server, "delete", "pods", "--all", "-A", "--timeout=60s", check=False, timeout=90)
+        agent = cluster.agent
         agent.terminate()
         try:
             agent.wait(15)

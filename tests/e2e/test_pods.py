@@ -157,3 +157,22 @@ def test_image_imported_while_the_agent_runs(cluster: NodeCluster, tmp_path: Any
     term = _container(pod, "c")["state"]["terminated"]
     assert term["exitCode"] == 0 and term["message"] == "imported live\n"
     cluster.kubectl("delete", "pod", "imported", "--timeout=90s", timeout=120)
+
+
+def test_agent_crash_leaves_containers_running_and_readopts_them(cluster: NodeCluster) -> None:
+    """kill -9 of the agent: conmon keeps the containers; the restarted agent adopts them as they are."""
+    _apply(cluster, _pod("survivor", [{"name": "web", "image": "busybox:1.36",
+                                       "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+                                       "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}]))
+    before = cluster.wait_pod("survivor", lambda p: _container(p, "web").get("ready") is True)
+    ip = before["status"]["podIP"]
+    cid = _container(before, "web")["containerID"]
+    cluster.restart_agent(kill=True)
+    assert _curl(f"http://{ip}/index.html") == "hello from the pod\n"  # served while no agent runs
+    time.sleep(3)  # the new agent syncs the pod (it must not restart anything)
+    after = cluster.wait_pod("survivor", lambda p: _container(p, "web").get("ready") is True)
+    cs = _container(after, "web")
+    assert cs["containerID"] == cid and cs["restartCount"] == 0
+    assert after["status"]["podIP"] == ip
+    assert _curl(f"http://{ip}/index.html") == "hello from the pod\n"
+    cluster.kubectl("delete", "pod", "survivor", "--timeout=90s", timeout=120)

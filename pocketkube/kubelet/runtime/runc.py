@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal as signal_mod
 from dataclasses import dataclass, field
@@ -107,7 +108,14 @@ class Runc:
         extra = ["--all"] if all_processes else []
         await self.run("kill", *extra, container_id, signal_arg(sig), container_id=container_id)
 
+    def exists(self, container_id: str) -> bool:
+        """runc keeps a container's state in `<root>/<id>`; without it every command only answers
+        "container does not exist" — after ~10-300 ms of fork+exec of a Go binary."""
+        return os.path.isdir(os.path.join(self.root, container_id))
+
     async def state(self, container_id: str) -> ContainerState:
+        if not self.exists(container_id):
+            raise ContainerNotFound("container does not exist", container_id=container_id)
         out = await self.run("state", container_id, container_id=container_id)
         return ContainerState.from_json(json.loads(out))
 
@@ -117,5 +125,7 @@ class Runc:
         return [ContainerState.from_json(item) for item in raw or []]
 
     async def delete(self, container_id: str, *, force: bool = False) -> None:
+        if not self.exists(container_id):
+            raise ContainerNotFound("container does not exist", container_id=container_id)
         extra = ["--force"] if force else []
         await self.run("delete", *extra, container_id, container_id=container_id)
