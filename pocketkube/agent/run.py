@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pocketkube.agent.join import client_config
 from pocketkube.client.rest import APIClient, wait_until_ready
@@ -17,6 +18,11 @@ from pocketkube.kubelet.lease import NodeLease
 from pocketkube.kubelet.node_info import NodeFacts, runc_version
 from pocketkube.kubelet.node_status import CONTROL_PLANE_TAINT, NodeConfig, NodeStatus
 from pocketkube.proxy.proxier import Proxier, ProxyConfig
+
+if TYPE_CHECKING:
+    from pocketkube.kubelet.kubelet import Kubelet
+    from pocketkube.kubelet.runtime_runc import RuncRuntimeService
+    from pocketkube.kubelet.server import KubeletServer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ class AgentConfig:
     cluster_dns: str = "10.43.0.10"
     insecure_registries: list[str] = field(default_factory=list)
     import_dirs: list[str] = field(default_factory=list)
+    kubelet_port: int = 10250
 
     def validate(self) -> None:
         if not self.server.startswith(("https://", "http://")):
@@ -72,7 +79,8 @@ async def run(config: AgentConfig) -> None:
             name=config.node_name, internal_ip=config.node_ip, facts=NodeFacts(hostname=config.node_name),
             labels=config.labels, control_plane=config.control_plane,
             taints=[dict(CONTROL_PLANE_TAINT)] if config.control_plane_taint else [],
-            runtime_version=runc_version(), status_interval=config.status_interval)
+            runtime_version=runc_version(), status_interval=config.status_interval,
+            kubelet_port=config.kubelet_port)
         status = NodeStatus(client, node_config)
         node = await status.register()
         lease = NodeLease(client, config.node_name, interval=config.lease_interval)
@@ -140,5 +148,31 @@ async def _kubelet_once(client: APIClient, config: AgentConfig) -> None:
     kubelet = Kubelet(client, runtime, KubeletConfig(node_name=config.node_name, data_dir=config.data_dir,
                                                      node_ip=config.node_ip,
                                                      dns=DNSSettings(cluster_dns=config.cluster_dns)))
+    server = _kubelet_server(client, config, kubelet, runtime)
+    try:
+        await server.start()
+    except OSError as e:  # pods still run; only logs/exec/port-forward are unavailable
+        log.error("kubelet streaming server cannot listen on %s:%d: %s", config.node_ip, config.kubelet_port, e)
     print(f"pocketkube agent: kubelet running pods of node {config.node_name}", flush=True)
-    await kubelet.run()
+    try:
+        await kubelet.run()
+    finally:
+        await server.stop()
+
+
+def _kubelet_server(client: APIClient, config: AgentConfig, kubelet: Kubelet, runtime: RuncRuntimeService,
+                    ) -> KubeletServer:
+    """The streaming server (logs, exec, attach, port-forward) the API server proxies to."""
+    from pocketkube.kubelet.server import KubeletServer, KubeletServerConfig
+
+    containers = runtime.runtime
+
+    def exited(cid: str) -> bool:
+        return containers.exit_status(cid) is not None or not os.path.isdir(containers.container_dir(cid))
+
+    return KubeletServer(
+        KubeletServerConfig(node_ip=config.node_ip, port=config.kubelet_port, data_dir=config.data_dir,
+                            ca_pem=client.config.ca_pem or b"", node_name=config.node_name,
+                            netns=config.node_netns),
+        pods=kubelet.informer.get, records=kubelet.records, exec_fn=containers.exec, exited=exited,
+        exit_code=containers.exit_code, attach_socket=containers.attach_socket)

@@ -1,6 +1,7 @@
 """The cluster's PKI: a CA, the API server's serving certificate and client certificates.
 
-Generated at first start into `<data-dir>/tls/` (kept across restarts, so kubeconfigs stay
+The API server also holds a client certificate (CN `kube-apiserver-kubelet-client`) for the
+kubelets' streaming servers, which accept no one else. Generated at first start into `<data-dir>/tls/` (kept across restarts, so kubeconfigs stay
 valid). Keys are ECDSA P-256: generated in about a millisecond and accepted by Go's TLS stack,
 kubectl and the Python client. Client certificates carry the user in CN and groups in O, as
 kube-apiserver's x509 authenticator reads them.
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=3650)
+KUBELET_CLIENT_CN = "kube-apiserver-kubelet-client"
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,15 @@ class ClusterPKI:
     ca: KeyPair
     serving: KeyPair
     admin: KeyPair
+    kubelet_client: KeyPair
+
+    @property
+    def kubelet_client_cert_path(self) -> str:
+        return os.path.join(self.dir, "kubelet-client.crt")
+
+    @property
+    def kubelet_client_key_path(self) -> str:
+        return os.path.join(self.dir, "kubelet-client.key")
 
     @property
     def ca_path(self) -> str:
@@ -180,4 +191,10 @@ def ensure_pki(tls_dir: str, *, dns: list[str], ips: list[str]) -> ClusterPKI:
         admin = make_client_cert(ca, "admin", ["system:masters"])
         _write(os.path.join(tls_dir, "admin.key"), admin.key_pem)
         _write(os.path.join(tls_dir, "admin.crt"), admin.cert_pem)
-    return ClusterPKI(tls_dir, ca, serving, admin)
+    kubelet_client = _load(os.path.join(tls_dir, "kubelet-client"))
+    if kubelet_client is None:
+        # What the API server shows kubelets when it proxies logs/exec/port-forward to them.
+        kubelet_client = make_client_cert(ca, KUBELET_CLIENT_CN, ["system:masters"])
+        _write(os.path.join(tls_dir, "kubelet-client.key"), kubelet_client.key_pem)
+        _write(os.path.join(tls_dir, "kubelet-client.crt"), kubelet_client.cert_pem)
+    return ClusterPKI(tls_dir, ca, serving, admin, kubelet_client)

@@ -16,7 +16,7 @@ import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -33,6 +33,9 @@ from pocketkube.apiserver.registry.strategies import strategy_for
 from pocketkube.apiserver.watch_cache import WatchCache
 from pocketkube.storage.factory import storage_from_url
 from pocketkube.storage.interface import KeyExistsError, Storage
+
+if TYPE_CHECKING:
+    from pocketkube.apiserver.streaming import StreamingProxy
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class APIServer:
         self.authn = Authenticator()
         self._stores: dict[tuple[str, str, str], Store] = {}
         self.pki: ClusterPKI | None = None
+        self.streaming: StreamingProxy | None = None
         self.runner: web.AppRunner | None = None
         self.port = config.port
         self.ready = False
@@ -149,6 +153,9 @@ class APIServer:
         await self.runner.setup()
         ssl_ctx = self._ssl_context() if self.config.tls else None
         self._load_tokens()
+        from pocketkube.apiserver.streaming import StreamingProxy
+
+        self.streaming = StreamingProxy(self)
         site = web.TCPSite(self.runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx,
                            backlog=1024, reuse_address=True)
         await site.start()
@@ -174,6 +181,8 @@ class APIServer:
         await self.cache.stop()
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.streaming is not None:
+            await self.streaming.close()
         await self.storage.close()
 
     def server_url(self) -> str:

@@ -1,7 +1,7 @@
 """Subresources: status, scale (autoscaling/v1 Scale), pods/binding, namespaces/finalize.
 
-Streaming subresources (pods/log, exec, attach, portforward) belong to the node agent and are
-proxied there; until a node serves them they answer 503 with a message saying so.
+Streaming subresources (pods/log, exec, attach, portforward) belong to the node agent: the
+streaming proxy (streaming.py) forwards them to the kubelet of the pod's node.
 """
 
 from __future__ import annotations

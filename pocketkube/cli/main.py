@@ -115,6 +115,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                          lease_interval=args.lease_interval, run_pods=not args.no_pods, bridge=args.bridge,
                          node_netns=args.node_netns, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
                          cluster_dns=args.cluster_dns, insecure_registries=list(args.insecure_registry),
+                         kubelet_port=args.kubelet_port,
                          import_dirs=[os.path.join(os.path.dirname(args.data_dir.rstrip("/")), "images"),
                                       os.path.join(args.data_dir, "images-import")])
     try:
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--control-plane-taint", action="store_true",
                        help="taint the node NoSchedule for user pods (as a master in a multi-node cluster)")
     agent.add_argument("--lease-interval", type=float, default=10.0, help="seconds between Lease renewals")
+    agent.add_argument("--kubelet-port", type=int, default=10250,
+                       help="port of the kubelet's streaming server (logs, exec, port-forward) on --node-ip")
     agent.add_argument("--no-pods", action="store_true",
                        help="register and heartbeat only; run no containers (no root needed)")
     agent.add_argument("--bridge", default="cbr0", help="the node's pod bridge (default cbr0)")

@@ -199,7 +199,8 @@ class RuncRuntimeService:
         with open(os.path.join(rec.bundle_dir, "config.json"), "wb") as f:
             f.write(orjson.dumps(spec))
         try:
-            await self.runtime.create(cid, rec.bundle_dir, log_path)
+            await self.runtime.create(cid, rec.bundle_dir, log_path, stdin=bool(container.get("stdin")),
+                                      tty=bool(container.get("tty")), stdin_once=bool(container.get("stdinOnce")))
             await self.runtime.start(cid)
         except RuntimeError_ as e:
             message = str(e)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pocketkube.agent.cleanup import cleanup_node, mounts_under
-from tests.conftest import REPO, ServerProcess, run_kubectl, start_server
+from tests.conftest import REPO, ServerProcess, free_port, run_kubectl, start_server
 
 
 @dataclass
@@ -100,7 +100,7 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
     argv = (sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token", token,
             "--data-dir", agent_dir, "--node-name", node, "--node-ip", "127.0.0.1", "--bridge", bridge,
             "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr, "--cluster-dns", dns_ip,
-            "--lease-interval", "2")
+            "--lease-interval", "2", "--kubelet-port", str(free_port()))
     agent = subprocess.Popen(list(argv), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     cluster = NodeCluster(server, agent, node, bridge, cluster_cidr, base, service_cidr, argv)

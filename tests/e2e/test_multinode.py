@@ -73,6 +73,16 @@ def test_pod_reaches_pod_on_another_node_with_its_own_source_ip(multi_node_clust
     assert ipaddress.ip_address(b_ip) in ipaddress.ip_network(nodes[b_node]["spec"]["podCIDR"])
 
 
+def test_logs_and_exec_reach_the_kubelet_in_each_node_namespace(multi_node_cluster: MultiNodeCluster) -> None:
+    # The API server (on the switch) proxies to the kubelet listening inside the node's namespace.
+    c = multi_node_cluster
+    c.wait_pod("web-b", _running)
+    r = c.kubectl("exec", "web-b", "--", "sh", "-c", "hostname; exit 5", check=False)
+    assert (r.returncode, r.stdout) == (5, "web-b\n"), r.stderr
+    assert c.kubectl("logs", "client-a").stdout == ""  # its output went to the termination log
+    assert c.kubectl("exec", "web-b", "--", "cat", "/www/index.html").stdout == "hello from the pod\n"
+
+
 def test_plain_pods_stay_off_the_master_and_a_tolerating_pod_may_land_there(
         multi_node_cluster: MultiNodeCluster) -> None:
     c = multi_node_cluster

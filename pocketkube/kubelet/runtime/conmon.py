@@ -45,7 +45,10 @@ class ConmonPaths:
 
 
 def conmon_argv(*, conmon: str, runc: str, runc_root: str, container_id: str, bundle_dir: str,
-                log_path: str, paths: ConmonPaths, log_size_max: int | None = None) -> list[str]:
+                log_path: str, paths: ConmonPaths, log_size_max: int | None = None, stdin: bool = False,
+                tty: bool = False, stdin_once: bool = False) -> list[str]:
+    """conmon's command line; `stdin`/`tty` for containers that ask for them (kubectl run -it), whose
+    I/O then goes through conmon's attach socket (`<socket dir>/<id>/attach`)."""
     argv = [
         conmon, "--api-version", "1", "-c", container_id, "-u", container_id, "-n", container_id,
         "-r", runc, "--runtime-arg", f"--root={runc_root}",
@@ -55,6 +58,10 @@ def conmon_argv(*, conmon: str, runc: str, runc_root: str, container_id: str, bu
     ]
     if log_size_max is not None:
         argv += ["--log-size-max", str(log_size_max)]
+    if stdin:
+        argv += ["--stdin"] + ([] if stdin_once else ["--leave-stdin-open"])
+    if tty:
+        argv.append("--terminal")
     return argv
 
 

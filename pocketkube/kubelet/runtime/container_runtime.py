@@ -57,14 +57,16 @@ class ContainerRuntime:
     def _paths(self, container_id: str) -> conmon.ConmonPaths:
         return conmon.ConmonPaths(self.container_dir(container_id), self.exits_dir, self.socket_dir)
 
-    async def create(self, container_id: str, bundle_dir: str, log_path: str) -> int:
+    async def create(self, container_id: str, bundle_dir: str, log_path: str, *, stdin: bool = False,
+                     tty: bool = False, stdin_once: bool = False) -> int:
         """conmon + `runc create`; returns the container's pid (state "created")."""
         paths = self._paths(container_id)
         os.makedirs(paths.persist_dir, mode=0o700, exist_ok=True)
         os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
         argv = conmon.conmon_argv(conmon=self.conmon_path, runc=self.runc.binary, runc_root=self.runc.root,
                                   container_id=container_id, bundle_dir=bundle_dir, log_path=log_path,
-                                  paths=paths, log_size_max=self.log_size_max)
+                                  paths=paths, log_size_max=self.log_size_max, stdin=stdin, tty=tty,
+                                  stdin_once=stdin_once)
         try:
             return await conmon.launch(argv, container_id=container_id, paths=paths, timeout=self.create_timeout)
         except BaseException:
@@ -91,6 +93,10 @@ class ContainerRuntime:
                 break
             await asyncio.sleep(0.001)
         _write_text(os.path.join(self.container_dir(container_id), "started_at"), f"{time.time():.9f}\n")
+
+    def attach_socket(self, container_id: str) -> str:
+        """conmon's attach socket (SOCK_SEQPACKET) of a container created with stdin or a TTY."""
+        return os.path.join(self.socket_dir, container_id, "attach")
 
     def started_at(self, container_id: str) -> float | None:
         try:

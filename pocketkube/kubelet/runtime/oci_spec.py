@@ -100,7 +100,7 @@ def build_container_spec(
 
     caps = _capabilities(sc, privileged, all_capabilities)
     process: dict[str, Any] = {
-        "terminal": False,
+        "terminal": bool(container.get("tty")),
         "user": user,
         "args": _args(container, image),
         "env": _env(image, env, hostname),
