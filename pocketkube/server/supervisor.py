@@ -38,7 +38,8 @@ class ChildProcess:
                     self.proc = await asyncio.create_subprocess_exec(
                         *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout or None,
                         stderr=asyncio.subprocess.STDOUT if stdout else None,
-                        env={**os.environ, **(self.env or {})}, start_new_session=True)
+                        env={**os.environ, **(self.env or {})}, start_new_session=True,
+                        preexec_fn=_die_with_parent)
                 finally:
                     if stdout:
                         stdout.close()
@@ -69,6 +70,16 @@ class ChildProcess:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies, even by SIGKILL, so a killed
+    server never leaves orphaned control loops behind (containers are conmon's, not ours)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def pocketkube_argv(*args: str) -> list[str]:
