@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 
 from pocketkube.kubelet.network.sandbox import netns_name_for_uid
 from pocketkube.proxy.proxier import table_name
@@ -85,6 +86,17 @@ def cleanup_node(*, node_name: str, data_dir: str, bridge: str | None = None) ->
         if _run(["ip", "link", "delete", bridge]).returncode == 0:
             done.append(f"bridge {bridge}")
     base = "/sys/fs/cgroup"
+    # Anything still running in this node's cgroups (a pause process whose runc state was lost,
+    # say) is this node's: end it, or the cgroups and its network namespace stay busy.
+    for root, _, files in os.walk(os.path.join(base, "pids", "pocketkube", node_name)):
+        if "cgroup.procs" in files:
+            with contextlib.suppress(OSError), open(os.path.join(root, "cgroup.procs")) as f:
+                for line in f:
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(line), signal.SIGKILL)
+                        done.append(f"process {line.strip()}")
+    if any(d.startswith("process ") for d in done):
+        time.sleep(0.5)  # let the killed processes leave their cgroups
     with contextlib.suppress(OSError):
         for ctrl in os.listdir(base):
             path = os.path.join(base, ctrl, "pocketkube", node_name)
