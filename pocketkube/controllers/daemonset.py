@@ -25,7 +25,7 @@ from pocketkube.client.rest import APIClient
 from pocketkube.controllers import daemonset_update, node_fit, revisions
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.expectations import Expectations
-from pocketkube.controllers.owned_pods import deletion_observed, owner_key
+from pocketkube.controllers.owned_pods import observe_pod_event
 from pocketkube.controllers.pod_util import controller_ref, is_available, is_ready, pod_from_template
 
 log = logging.getLogger(__name__)
@@ -61,16 +61,7 @@ class DaemonSetController(Controller):
 
     # ---- event handlers --------------------------------------------------------------------
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
-        pod = new if new is not None else old
-        assert pod is not None
-        key = owner_key(pod, "DaemonSet")
-        if key is None:
-            return
-        if old is None:
-            self.expectations.observed_add(key)
-        elif deletion_observed(old, new):
-            self.expectations.observed_delete(key)
-        self.queue.add(key)
+        observe_pod_event(old, new, "DaemonSet", self.expectations, self.queue)
 
     def _node_changed(self, old: Obj | None, new: Obj | None) -> None:
         if old is not None and new is not None and (

@@ -29,7 +29,7 @@ from pocketkube.client.rest import APIClient
 from pocketkube.controllers import job_util as ju
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.expectations import Expectations
-from pocketkube.controllers.owned_pods import deletion_observed, owner_key
+from pocketkube.controllers.owned_pods import observe_pod_event
 from pocketkube.controllers.pod_util import controller_ref, deletion_rank, is_ready
 
 Obj = dict[str, Any]
@@ -59,19 +59,12 @@ class JobController(Controller):
         self.pod_control = self  # test seam: create_pod / delete_pod
 
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
+        if observe_pod_event(old, new, "Job", self.expectations, self.queue) is None:
+            return
         pod = new if new is not None else old
         assert pod is not None
-        key = owner_key(pod, "Job")
-        if key is None:
-            return
-        uid = pod["metadata"].get("uid", "")
         if new is None or ju.TRACKING_FINALIZER not in (new["metadata"].get("finalizers") or []):
-            self.released.discard(uid)
-        if old is None:
-            self.expectations.observed_add(key)
-        elif deletion_observed(old, new):
-            self.expectations.observed_delete(key)
-        self.queue.add(key)
+            self.released.discard(pod["metadata"].get("uid", ""))
 
     # ---- pod control -----------------------------------------------------------------------
     async def create_pod(self, job: Obj, index: int | None) -> None:

@@ -28,7 +28,7 @@ from pocketkube.client.rest import APIClient
 from pocketkube.controllers import revisions
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.expectations import Expectations
-from pocketkube.controllers.owned_pods import deletion_observed, owner_key
+from pocketkube.controllers.owned_pods import observe_pod_event
 from pocketkube.controllers.pod_util import (
     controller_ref,
     is_available,
@@ -79,16 +79,7 @@ class StatefulSetController(Controller):
         self.pod_control = self  # test seam: create_pod / delete_pod
 
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
-        pod = new if new is not None else old
-        assert pod is not None
-        key = owner_key(pod, "StatefulSet")
-        if key is None:
-            return
-        if old is None:
-            self.expectations.observed_add(key)
-        elif deletion_observed(old, new):
-            self.expectations.observed_delete(key)
-        self.queue.add(key)
+        observe_pod_event(old, new, "StatefulSet", self.expectations, self.queue)
 
     # ---- pod control -----------------------------------------------------------------------
     def new_pod(self, sts: Obj, ordinal: int, revision: Obj) -> Obj:
