@@ -157,6 +157,16 @@ def dict_items(value: Any) -> list[Obj]:
     return [v if isinstance(v, dict) else {} for v in as_list(value)]
 
 
+def unique_label_name(path: str, name: Any, seen: set[str]) -> Errors:
+    """A list item's name: a DNS-1123 label, not seen before in the list (records it in `seen`)."""
+    msgs = names.is_dns1123_label(str(name))
+    errs = wrap(path, msgs, name)
+    if not msgs and name in seen:
+        errs.append(duplicate(path, name))
+    seen.add(str(name))
+    return errs
+
+
 def wrap(path: str, messages: Iterable[str], value: Any) -> Errors:
     return [invalid(path, value, m) for m in messages]
 

@@ -26,6 +26,7 @@ from pocketkube.api.validation_common import (
     not_found,
     parse_quantity_at,
     required,
+    unique_label_name,
     validate_port_num_or_name,
     wrap,
 )
@@ -284,10 +285,6 @@ def validate_containers(spec: Obj, path: str, volumes: set[str]) -> Errors:
             if not name:
                 errs.append(required(f"{cpath}.name"))
             else:
-                msgs = names.is_dns1123_label(str(name))
-                errs += wrap(f"{cpath}.name", msgs, name)
-                if not msgs and name in seen:
-                    errs.append(duplicate(f"{cpath}.name", name))
-                seen.add(str(name))
+                errs += unique_label_name(f"{cpath}.name", name, seen)
             errs += _validate_container(c, cpath, volumes, init=key == "initContainers")
     return errs

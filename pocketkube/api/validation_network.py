@@ -23,6 +23,7 @@ from pocketkube.api.validation_common import (
     go_repr,
     invalid,
     required,
+    unique_label_name,
     validate_label_selector,
     validate_labels,
     validate_port_num_or_name,
@@ -62,11 +63,7 @@ def _validate_service_ports(spec: Obj, stype: Any) -> Errors:
         if len(ports) > 1 and not name:
             errs.append(required(f"{path}.name"))
         elif name:
-            msgs = names.is_dns1123_label(str(name))
-            errs += wrap(f"{path}.name", msgs, name)
-            if not msgs and name in names_seen:
-                errs.append(duplicate(f"{path}.name", name))
-            names_seen.add(str(name))
+            errs += unique_label_name(f"{path}.name", name, names_seen)
         number = port.get("port")
         errs += wrap(f"{path}.port", names.is_valid_port_num(number if isinstance(number, int) else 0), number or 0)
         errs += enum(f"{path}.protocol", port.get("protocol"), PROTOCOLS)

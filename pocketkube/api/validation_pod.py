@@ -17,13 +17,13 @@ from pocketkube.api.validation_common import (
     as_dict,
     as_list,
     dict_items,
-    duplicate,
     enum,
     forbidden,
     invalid,
     not_supported,
     parse_quantity_at,
     required,
+    unique_label_name,
     validate_annotations,
     validate_labels,
     wrap,
@@ -55,11 +55,7 @@ def _validate_volumes(volumes: Any, path: str) -> tuple[set[str], Errors]:
         if not name:
             errs.append(required(f"{vpath}.name"))
         else:
-            msgs = names.is_dns1123_label(str(name))
-            errs += wrap(f"{vpath}.name", msgs, name)
-            if not msgs and name in seen:
-                errs.append(duplicate(f"{vpath}.name", name))
-            seen.add(str(name))
+            errs += unique_label_name(f"{vpath}.name", name, seen)
         sources = [s for s in VOLUME_SOURCES if vol.get(s) is not None]
         if not sources:
             errs.append(required(vpath, "must specify a volume type"))
