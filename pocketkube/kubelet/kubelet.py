@@ -105,7 +105,6 @@ class PodTask:
         for tag in list(self.probes):
             if tag not in wanted:
                 self.probes.pop(tag).cancel()
-                kind, _, _ = tag.partition("/")
 
     async def run(self) -> None:
         kubelet = self.kubelet
