@@ -126,14 +126,15 @@ def python_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "pocketkube", *args]
 
 
-def start_fleet(srv: ServerProcess, count: int, prefix: str, lease_interval: float) -> subprocess.Popen[bytes]:
+def start_fleet(srv: ServerProcess, count: int, prefix: str, lease_interval: float,
+                extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     with open(os.path.join(srv.data_dir, "token")) as f:
         token = f.read().strip()
     log = open(os.path.join(srv.data_dir, f"fleet-{prefix}log"), "ab")
     try:
         return subprocess.Popen(python_cmd("agent", "--hollow", "--count", str(count), "--name-prefix", prefix,
                                            "--server", srv.url, "--token", token,
-                                           "--lease-interval", str(lease_interval)),
+                                           "--lease-interval", str(lease_interval), *extra),
                                 cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": REPO})
     finally:
@@ -161,9 +162,9 @@ def stop_profilers(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait(5)
 
 
-def start_scheduler(srv: ServerProcess) -> subprocess.Popen[bytes]:
+def start_scheduler(srv: ServerProcess, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     with open(os.path.join(srv.data_dir, "scheduler.log"), "ab") as log:
-        return subprocess.Popen(python_cmd("scheduler", "--kubeconfig", srv.kubeconfig), cwd=REPO,
+        return subprocess.Popen(python_cmd("scheduler", "--kubeconfig", srv.kubeconfig, *extra), cwd=REPO,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": REPO})
 

@@ -101,7 +101,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         from pocketkube.agent.run import run_hollow
         from pocketkube.hollow.fleet import FleetConfig
 
-        fleet = FleetConfig(count=args.count, name_prefix=args.name_prefix, lease_interval=args.lease_interval)
+        fleet = FleetConfig(count=args.count, name_prefix=args.name_prefix, lease_interval=args.lease_interval,
+                            drive_pods=args.hollow_pod_status == "on")
         try:
             fleet.validate()
         except ValueError as e:
@@ -238,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--hollow", action="store_true", help="simulate nodes (no containers), for scale tests")
     agent.add_argument("--count", type=int, default=1, help="with --hollow: how many nodes")
     agent.add_argument("--name-prefix", default="hollow-", help="with --hollow: node name prefix")
+    agent.add_argument("--hollow-pod-status", choices=("on", "off"), default="on",
+                       help="with --hollow: move bound pods through their phases (off: leave them Pending, "
+                            "like scheduler_perf's kubelet-less nodes)")
     agent.add_argument("-v", "--verbose", action="store_true")
     img = sub.add_parser("image", help="the node's images: import tarballs, list, remove")
     img.add_argument("--data-dir", default=os.environ.get("POCKETKUBE_DATA_DIR", DEFAULT_DATA_DIR),
@@ -251,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     sch = sub.add_parser("scheduler", help="run the scheduler against an API server")
     sch.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
     sch.add_argument("--scheduler-name", default="default-scheduler", help="profile name pods ask for")
+    sch.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
+                     help="stop filtering once this %% of the nodes is feasible (0: kube's adaptive default, "
+                          "50%% - nodes/125, at least 5%% and 100 nodes)")
+    sch.add_argument("--bind-concurrency", type=int, default=16, help="bindings in flight at once")
     sch.add_argument("-v", "--verbose", action="store_true")
     cm = sub.add_parser("controller-manager", help="run the control loops against an API server")
     cm.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
@@ -293,7 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         from pocketkube.scheduler.run import SchedulerConfig
         from pocketkube.scheduler.run import run as run_scheduler
 
-        _run_async(run_scheduler(SchedulerConfig(kubeconfig=args.kubeconfig, scheduler_name=args.scheduler_name)))
+        sched_config = SchedulerConfig(kubeconfig=args.kubeconfig, scheduler_name=args.scheduler_name,
+                                       percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
+                                       bind_concurrency=args.bind_concurrency)
+        try:
+            sched_config.validate()
+        except ValueError as e:
+            print(f"pocketkube {e}", file=sys.stderr)
+            return 2
+        _run_async(run_scheduler(sched_config))
         return 0
     if args.command == "controller-manager":
         from pocketkube.controllers.manager import ControllerManagerConfig, run

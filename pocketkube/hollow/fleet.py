@@ -35,6 +35,9 @@ class FleetConfig:
     max_pods: int = 110
     lease_interval: float = 10.0
     workers: int = 8
+    # False: bound pods stay as the scheduler left them (no status PATCH), like scheduler_perf's nodes,
+    # which are bare Node objects with no kubelet; benchmarks use it to separate the two costs
+    drive_pods: bool = True
     labels: dict[str, str] = field(default_factory=lambda: {"pocketkube.io/hollow": "true"})
 
     def validate(self) -> None:
@@ -159,6 +162,7 @@ class Fleet:
         for i, name in enumerate(self.names):
             self.leases.put(name, i * loop_spread)
         async with asyncio.TaskGroup() as tg:
-            self.pods.start(tg)
             tg.create_task(drain(self.leases, self._renew, self.config.workers), name="hollow-leases")
-            tg.create_task(drain(self.pod_work, self._advance, self.config.workers), name="hollow-pods")
+            if self.config.drive_pods:
+                self.pods.start(tg)
+                tg.create_task(drain(self.pod_work, self._advance, self.config.workers), name="hollow-pods")
