@@ -129,6 +129,26 @@ class SchedulerCache:
     def is_assumed(self, key: str) -> bool:
         return key in self.assumed
 
+    def replace_pod(self, pod: PodInfo) -> bool:
+        """An informer update that changes nothing the scheduler counts (the binding of a pod we
+        assumed, a kubelet's status report): swap the object in place, no detach/attach, no NodeInfo
+        refresh. False when the pod is not cached on pod.node_name (the caller then uses add_pod)."""
+        key = pod.key
+        if self.pod_node.get(key) != pod.node_name:
+            return False
+        old = self.pods.get(key)
+        info = self.nodes.get(pod.node_name)
+        if old is None or info is None or old.uid != pod.uid:
+            return False
+        self.assumed.discard(key)
+        self.pods[key] = pod
+        info.pods[key] = pod
+        if key in info.affinity_pods:
+            info.affinity_pods[key] = pod
+        if key in info.anti_affinity_pods:
+            info.anti_affinity_pods[key] = pod
+        return True
+
     def add_pod(self, pod: PodInfo) -> None:
         """An assigned pod from the informer (add or update): confirms an assumed pod."""
         self.assumed.discard(pod.key)

@@ -36,6 +36,7 @@ class NodeInfo:
         "prefer_taints",
         "req_cpu",
         "req_mem",
+        "score_memo",
         "taints",
         "unschedulable",
         "used_ports",
@@ -53,6 +54,8 @@ class NodeInfo:
         # derived, kept current by _refresh(): what the hot filters and scores read directly
         self.free_cpu = self.free_mem = self.free_pods = self.nz_free_cpu = self.nz_free_mem = 0
         self.inv_cpu = self.inv_mem = 0.0
+        # framework's memo of resource scores for this node's current totals (runtime._memoised_scores)
+        self.score_memo: dict[int, int] = {}
         self.pods: dict[str, PodInfo] = {}
         self.affinity_pods: dict[str, PodInfo] = {}  # pods with any pod (anti-)affinity
         self.anti_affinity_pods: dict[str, PodInfo] = {}  # pods with required anti-affinity
@@ -84,6 +87,7 @@ class NodeInfo:
         self._refresh()
 
     def _refresh(self) -> None:
+        self.score_memo = {}
         self.free_cpu = self.alloc_cpu - self.req_cpu
         self.free_mem = self.alloc_mem - self.req_mem
         self.free_pods = self.alloc_pods - len(self.pods)

@@ -26,7 +26,7 @@ from pocketkube.scheduler.framework.interface import (
 )
 from pocketkube.scheduler.framework.runtime import FitError, Framework, NoNodesAvailable
 from pocketkube.scheduler.queue import QueuedPodInfo, SchedulingQueue
-from pocketkube.scheduler.types import PodInfo
+from pocketkube.scheduler.types import PodInfo, same_scheduling_inputs
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,9 @@ class Scheduler:
                 self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_DELETE)
             self.queue.delete(key)
             return
+        node_name = (new.get("spec") or {}).get("nodeName")
+        if node_name and self._confirm(new, node_name):
+            return
         pod = PodInfo(new)
         if pod.node_name:
             if pod.terminal:  # finished pods hold no resources
@@ -110,6 +113,23 @@ class Scheduler:
             self.queue.add(pod)
         elif _sched_relevant(old) != _sched_relevant(new):
             self.queue.update(pod)
+
+    def _confirm(self, new: Obj, node_name: str) -> bool:
+        """Fast path for the two updates every bound pod gets: the binding of a pod we assumed, and
+        the kubelet's status reports. Neither changes what the scheduler counts, so the cached
+        PodInfo is reused (no re-parse, no NodeInfo refresh). False: take the full path."""
+        key = _key(new)
+        cached = self.cache.pods.get(key)
+        # compared with the object the cached PodInfo was parsed from, so the copy is exact
+        if cached is None or self.cache.node_of(key) != node_name or not same_scheduling_inputs(cached.obj, new):
+            return False
+        was_assumed = self.cache.is_assumed(key)
+        if not self.cache.replace_pod(cached.bound_copy(new)):
+            return False
+        self.queue.delete(key)
+        if was_assumed and self.queue.unschedulable:
+            self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_ADD)
+        return True
 
     def on_node(self, old: Obj | None, new: Obj | None) -> None:
         if new is None:

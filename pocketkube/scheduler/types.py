@@ -164,27 +164,35 @@ def _requests(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
     """(cpu, memory, non-zero cpu, non-zero memory) as resourcehelper.PodRequests adds them up:
     app containers summed; sidecars (restartable init containers) added and carried along; each
     init container's need (plus the sidecars started before it) taken as a maximum; plus overhead.
+    Plain ints, no intermediate lists: this runs once per pod the informer delivers.
     """
-    total = [0, 0, 0, 0]
+    cpu = mem = nz_cpu = nz_mem = 0
     for c in spec.get("containers") or ():
-        total = [a + b for a, b in zip(total, _container_requests(c), strict=True)]
-    sidecars = [0, 0, 0, 0]
-    init_max = [0, 0, 0, 0]
-    for c in spec.get("initContainers") or ():
-        own = _container_requests(c)
-        if c.get("restartPolicy") == "Always":
-            total = [a + b for a, b in zip(total, own, strict=True)]
-            sidecars = [a + b for a, b in zip(sidecars, own, strict=True)]
-            need = sidecars
-        else:
-            need = [a + b for a, b in zip(own, sidecars, strict=True)]
-        init_max = [max(a, b) for a, b in zip(init_max, need, strict=True)]
-    total = [max(a, b) for a, b in zip(total, init_max, strict=True)]
-    overhead = spec.get("overhead") or {}
+        a, b, c_, d = _container_requests(c)
+        cpu += a
+        mem += b
+        nz_cpu += c_
+        nz_mem += d
+    inits = spec.get("initContainers")
+    if inits:
+        side = [0, 0, 0, 0]
+        peak = [0, 0, 0, 0]
+        total = [cpu, mem, nz_cpu, nz_mem]
+        for c in inits:
+            own = _container_requests(c)
+            if c.get("restartPolicy") == "Always":
+                total = [a + b for a, b in zip(total, own, strict=True)]
+                side = [a + b for a, b in zip(side, own, strict=True)]
+                need = side
+            else:
+                need = [a + b for a, b in zip(own, side, strict=True)]
+            peak = [max(a, b) for a, b in zip(peak, need, strict=True)]
+        cpu, mem, nz_cpu, nz_mem = (max(a, b) for a, b in zip(total, peak, strict=True))
+    overhead = spec.get("overhead")
     if overhead:
         o_cpu, o_mem = milli_cpu(overhead.get("cpu", 0)), whole_value(overhead.get("memory", 0))
-        total = [total[0] + o_cpu, total[1] + o_mem, total[2] + o_cpu, total[3] + o_mem]
-    return total[0], total[1], total[2], total[3]
+        cpu, mem, nz_cpu, nz_mem = cpu + o_cpu, mem + o_mem, nz_cpu + o_cpu, nz_mem + o_mem
+    return cpu, mem, nz_cpu, nz_mem
 
 
 class PodInfo:
@@ -260,9 +268,37 @@ class PodInfo:
         self.preferred_anti_affinity = _weighted(paa.get("preferredDuringSchedulingIgnoredDuringExecution"), ns)
         self.spread = tuple(_spread(c, self.labels) for c in spec.get("topologySpreadConstraints") or ())
 
+    def bound_copy(self, obj: Obj) -> PodInfo:
+        """This pod as the informer shows it now, bound to obj's node, when obj changes nothing the
+        scheduler parsed (see same_scheduling_inputs): a shallow copy, no re-parse."""
+        clone = object.__new__(PodInfo)
+        for name in PodInfo.__slots__:
+            setattr(clone, name, getattr(self, name))
+        clone.obj = obj
+        clone.node_name = str((obj.get("spec") or {}).get("nodeName") or "")
+        return clone
+
     @property
     def has_pod_affinity(self) -> bool:
         return bool(self.affinity or self.anti_affinity or self.preferred_affinity or self.preferred_anti_affinity)
+
+
+def same_scheduling_inputs(old: Obj, new: Obj) -> bool:
+    """True when new differs from old only in what PodInfo does not read (status, resourceVersion,
+    managedFields, annotations) or in spec.nodeName: a binding or a kubelet status report."""
+    o_md, n_md = old.get("metadata") or {}, new.get("metadata") or {}
+    if (o_md.get("uid") != n_md.get("uid") or o_md.get("labels") != n_md.get("labels")
+            or o_md.get("deletionTimestamp") != n_md.get("deletionTimestamp")
+            or o_md.get("ownerReferences") != n_md.get("ownerReferences")):
+        return False
+    if (new.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    o_spec, n_spec = old.get("spec") or {}, new.get("spec") or {}
+    if o_spec.get("nodeName") != n_spec.get("nodeName"):
+        o_spec, n_spec = dict(o_spec), dict(n_spec)
+        o_spec.pop("nodeName", None)
+        n_spec.pop("nodeName", None)
+    return bool(o_spec == n_spec)
 
 
 def _spread(c: Mapping[str, Any], labels: Mapping[str, str]) -> SpreadConstraint:
@@ -278,4 +314,4 @@ def _spread(c: Mapping[str, Any], labels: Mapping[str, str]) -> SpreadConstraint
 
 
 __all__ = ["EVERYTHING", "AffinityTerm", "NodeSelectorTerm", "PodInfo", "SpreadConstraint", "Taint",
-           "Toleration", "milli_cpu", "tolerated", "whole_value"]
+           "Toleration", "milli_cpu", "same_scheduling_inputs", "tolerated", "whole_value"]

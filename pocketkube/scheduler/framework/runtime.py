@@ -8,6 +8,7 @@ where the previous cycle stopped so every node gets its turn.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 
 MIN_CHUNK = 64
+MAX_SCORE_MEMO = 16  # distinct pod shapes remembered per node between two changes of that node
 FilterFn = Callable[[CycleState, PodInfo, NodeInfo], "Status | None"]
 BatchFilterFn = Callable[[CycleState, PodInfo, list[NodeInfo], dict[str, "Status"]], list[NodeInfo]]
 
@@ -97,6 +99,7 @@ class Framework:
         self.percentage = percentage_of_nodes_to_score
         self.rng = rng or random.Random()
         self.next_start = 0
+        self._shape_ids: dict[tuple[Any, ...], int] = {}
 
     # PreFilter + Filter ----------------------------------------------------------------------------
 
@@ -149,7 +152,8 @@ class Framework:
     # PreScore + Score + NormalizeScore -------------------------------------------------------------
 
     def prioritize(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
-        totals = [0] * len(nodes)
+        totals: list[int] | None = None
+        memoised: list[tuple[int, Any]] = []
         for name, weight in self.score_weights.items():
             plugin = self.plugins[name]
             pre = getattr(plugin, "pre_score", None)
@@ -157,6 +161,9 @@ class Framework:
                 st = pre(state, pod, nodes)
                 if st is not None and st.code == Code.SKIP:
                     continue
+            if hasattr(plugin, "score_key") and not hasattr(plugin, "normalize_score"):
+                memoised.append((weight, plugin))
+                continue
             batch = getattr(plugin, "score_nodes", None)
             if batch is not None:
                 scores: list[int] = batch(state, pod, nodes)
@@ -166,17 +173,54 @@ class Framework:
             normalize = getattr(plugin, "normalize_score", None)
             if normalize is not None:
                 normalize(state, pod, nodes, scores)
-            if weight == 1:
-                totals = [t + s for t, s in zip(totals, scores, strict=True)]
-            else:
-                totals = [t + s * weight for t, s in zip(totals, scores, strict=True)]
-        return totals
+            if weight != 1:
+                scores = [s * weight for s in scores]
+            totals = scores if totals is None else [t + s for t, s in zip(totals, scores, strict=True)]
+        if memoised:
+            scores = self._memoised_scores(state, pod, nodes, memoised)
+            totals = scores if totals is None else [t + s for t, s in zip(totals, scores, strict=True)]
+        return totals if totals is not None else [0] * len(nodes)
+
+    def _memoised_scores(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+                         plugins: list[tuple[int, Any]]) -> list[int]:
+        """The weighted sum of the plugins whose score is a function of `score_key(pod)` and the
+        node's counted resources only (LeastAllocated, BalancedAllocation), kept on each NodeInfo
+        until the node changes (NodeInfo._refresh drops it). A stream of alike pods then re-scores
+        only the node that took the previous pod, not every node in the sample."""
+        shape = tuple((w, p.name, p.score_key(pod)) for w, p in plugins)
+        key = self._shape_ids.get(shape)
+        if key is None:  # a small int: NodeInfo memos hash it once per node, a nested tuple costs more
+            key = self._shape_ids[shape] = len(self._shape_ids)
+        out: list[int | None] = [n.score_memo.get(key) for n in nodes]
+        try:
+            i = out.index(None)
+        except ValueError:
+            return out  # type: ignore[return-value]
+        idx = [i]  # the few nodes changed since the last visit, found by C-level scans
+        with contextlib.suppress(ValueError):
+            while True:
+                i = out.index(None, i + 1)
+                idx.append(i)
+        missing = [nodes[i] for i in idx]
+        sums = [0] * len(missing)
+        for w, p in plugins:
+            part: list[int] = p.score_nodes(state, pod, missing)
+            sums = [a + b * w for a, b in zip(sums, part, strict=True)]
+        for i, n, v in zip(idx, missing, sums, strict=True):
+            memo = n.score_memo
+            if len(memo) >= MAX_SCORE_MEMO:
+                memo.clear()
+            memo[key] = v
+            out[i] = v
+        return out  # type: ignore[return-value]
 
     def select_host(self, nodes: list[NodeInfo], totals: list[int]) -> NodeInfo:
         """Highest total wins; ties are broken uniformly at random (reservoir sampling, like kube)."""
         best = max(totals)
+        if totals.count(best) == 1:
+            return nodes[totals.index(best)]
         ties = [i for i, t in enumerate(totals) if t == best]
-        return nodes[ties[0] if len(ties) == 1 else self.rng.choice(ties)]
+        return nodes[self.rng.choice(ties)]
 
     def schedule(self, pod: PodInfo, nodes: list[NodeInfo]) -> NodeInfo:
         """One scheduling cycle: the chosen node, or FitError."""

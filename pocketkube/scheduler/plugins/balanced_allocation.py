@@ -39,6 +39,10 @@ class BalancedAllocation:
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         return balanced_score(pod, node)
 
+    def score_key(self, pod: PodInfo) -> tuple[int, int]:
+        """The score reads only these of the pod (and the node's totals): the framework memoises it."""
+        return pod.req_cpu, pod.req_mem
+
     def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
         cpu, mem = pod.req_cpu, pod.req_mem
         out: list[int] = []

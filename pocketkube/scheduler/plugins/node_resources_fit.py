@@ -89,6 +89,10 @@ class NodeResourcesFit:
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         return least_allocated_score(pod, node)
 
+    def score_key(self, pod: PodInfo) -> tuple[int, int]:
+        """The score reads only these of the pod (and the node's totals): the framework memoises it."""
+        return pod.nz_cpu, pod.nz_mem
+
     def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
         cpu, mem, top = pod.nz_cpu, pod.nz_mem, MAX_NODE_SCORE
         out: list[int] = []

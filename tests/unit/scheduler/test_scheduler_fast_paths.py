@@ -1,0 +1,177 @@
+"""The throughput shortcuts must not change a decision: memoised resource scores equal a fresh
+computation after every kind of node change, informer confirmations reuse the parsed pod only when
+nothing it parsed changed, and the percentage limits how many feasible nodes are scored, never which
+nodes pass the filters."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+from sched_testlib import node, pod
+
+from pocketkube.scheduler.cache import SchedulerCache
+from pocketkube.scheduler.framework.interface import CycleState
+from pocketkube.scheduler.framework.registry import Profile, new_framework
+from pocketkube.scheduler.framework.runtime import Framework, num_feasible_nodes_to_find
+from pocketkube.scheduler.node_info import NodeInfo
+from pocketkube.scheduler.queue import SchedulingQueue
+from pocketkube.scheduler.scheduler import Scheduler
+from pocketkube.scheduler.types import PodInfo, same_scheduling_inputs
+
+
+def _fresh_totals(fw: Framework, state: CycleState, p: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+    """What prioritize() would return with no memo: every plugin's per-node score()."""
+    totals = [0] * len(nodes)
+    for name, weight in fw.score_weights.items():
+        plugin = fw.plugins[name]
+        pre = getattr(plugin, "pre_score", None)
+        if pre is not None:
+            st = pre(state, p, nodes)
+            if st is not None and st.code.name == "SKIP":
+                continue
+        scores = [plugin.score(state, p, n) for n in nodes]
+        normalize = getattr(plugin, "normalize_score", None)
+        if normalize is not None:
+            normalize(state, p, nodes, scores)
+        totals = [t + s * weight for t, s in zip(totals, scores, strict=True)]
+    return totals
+
+
+def test_memoised_scores_match_fresh_scores_through_changes() -> None:
+    cache = SchedulerCache()
+    for i in range(12):
+        cache.add_node(node(f"n{i}", cpu=str(2 + i % 3), memory=f"{4 + i % 5}Gi"))
+    fw = new_framework(Profile(percentage_of_nodes_to_score=100), cache, rng=random.Random(3))
+    rng = random.Random(7)
+    shapes = [("100m", "128Mi"), ("250m", "1Gi"), (None, None), ("1", "256Mi")]
+    for step in range(60):
+        cpu, mem = shapes[step % len(shapes)]
+        p = PodInfo(pod(f"p{step}", cpu=cpu, memory=mem, owner="rs" if step % 2 else ""))
+        nodes = cache.node_list()
+        state = CycleState()
+        got = fw.prioritize(state, p, nodes)
+        assert got == _fresh_totals(fw, CycleState(), p, nodes), f"step {step}"
+        cache.assume(p, rng.choice(nodes).name)  # the node that took it must be re-scored
+        if step % 7 == 3:  # a pod leaves
+            cache.remove_pod(f"default/p{step - 2}")
+        if step % 11 == 5:  # a node grows
+            cache.update_node(node("n3", cpu="16", memory="64Gi"))
+
+
+def test_memo_is_bounded_per_node() -> None:
+    cache = SchedulerCache()
+    cache.add_node(node("a", cpu="64", memory="256Gi"))
+    cache.add_node(node("b", cpu="64", memory="256Gi"))
+    fw = new_framework(Profile(percentage_of_nodes_to_score=100), cache)
+    for i in range(100):
+        fw.prioritize(CycleState(), PodInfo(pod(f"p{i}", cpu=f"{i + 1}m")), cache.node_list())
+    assert all(len(n.score_memo) <= 16 for n in cache.node_list())
+
+
+def test_same_scheduling_inputs() -> None:
+    pending = pod("x", cpu="1", labels={"app": "a"})
+    bound = copy.deepcopy(pending)
+    bound["spec"]["nodeName"] = "n1"
+    bound["status"] = {"phase": "Running", "podIP": "10.0.0.5"}
+    bound["metadata"]["resourceVersion"] = "9"
+    assert same_scheduling_inputs(pending, bound)
+    relabeled = copy.deepcopy(bound)
+    relabeled["metadata"]["labels"] = {"app": "b"}
+    assert not same_scheduling_inputs(bound, relabeled)
+    resized = copy.deepcopy(bound)
+    resized["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "2"
+    assert not same_scheduling_inputs(bound, resized)
+    done = copy.deepcopy(bound)
+    done["status"]["phase"] = "Succeeded"
+    assert not same_scheduling_inputs(bound, done)
+
+
+def _scheduler() -> tuple[Scheduler, SchedulerCache]:
+    cache = SchedulerCache()
+    fw = new_framework(Profile(), cache, rng=random.Random(1))
+    queue = SchedulingQueue(events=fw.events)
+
+    async def bind(p: PodInfo, n: str) -> None:
+        return None
+
+    return Scheduler(framework=fw, cache=cache, queue=queue, binder=bind), cache
+
+
+def test_binding_and_status_reports_reuse_the_parsed_pod() -> None:
+    sched, cache = _scheduler()
+    sched.on_node(None, node("n1", cpu="4"))
+    pending = pod("x", cpu="1", owner="rs")
+    sched.on_pod(None, pending)
+    qpi = sched.queue.try_pop()
+    assert qpi is not None and sched.schedule_one(qpi) == "n1"
+    assert cache.is_assumed("default/x")
+    parsed = cache.pods["default/x"]
+    bound = copy.deepcopy(pending)
+    bound["spec"]["nodeName"] = "n1"
+    sched.on_pod(pending, bound)  # the informer shows our binding
+    confirmed = cache.pods["default/x"]
+    assert not cache.is_assumed("default/x")
+    assert confirmed.obj is bound and confirmed.node_name == "n1" and confirmed.tolerations is parsed.tolerations
+    assert cache.nodes["n1"].req_cpu == 1000 and cache.nodes["n1"].pod_count == 1
+    assert cache.owner_counts == {"rs-rs": {"n1": 1}}
+    running = copy.deepcopy(bound)
+    running["status"] = {"phase": "Running"}
+    sched.on_pod(bound, running)  # a kubelet status report
+    assert cache.pods["default/x"].obj is running and cache.nodes["n1"].req_cpu == 1000
+    relabeled = copy.deepcopy(running)
+    relabeled["metadata"]["labels"] = {"tier": "web"}
+    sched.on_pod(running, relabeled)  # a change the plugins read: parsed again
+    assert cache.pods["default/x"].labels == {"tier": "web"} and cache.nodes["n1"].pod_count == 1
+    finished = copy.deepcopy(relabeled)
+    finished["status"] = {"phase": "Succeeded"}
+    sched.on_pod(relabeled, finished)  # finished pods free their node
+    assert cache.nodes["n1"].pod_count == 0 and cache.nodes["n1"].req_cpu == 0
+
+
+def test_binding_to_another_node_takes_the_full_path() -> None:
+    sched, cache = _scheduler()
+    sched.on_node(None, node("n1", cpu="4"))
+    sched.on_node(None, node("n2", cpu="4"))
+    pending = pod("x", cpu="1")
+    sched.on_pod(None, pending)
+    qpi = sched.queue.try_pop()
+    assert qpi is not None
+    chosen = sched.schedule_one(qpi)
+    other = "n2" if chosen == "n1" else "n1"
+    bound = copy.deepcopy(pending)
+    bound["spec"]["nodeName"] = other  # someone else bound it first
+    sched.on_pod(pending, bound)
+    assert cache.node_of("default/x") == other and not cache.is_assumed("default/x")
+    assert cache.nodes[other].req_cpu == 1000 and cache.nodes[str(chosen)].req_cpu == 0
+
+
+def test_percentage_limits_scored_nodes_not_filters() -> None:
+    cache = SchedulerCache()
+    for i in range(400):  # only every 10th node has room: filters must still reject the others
+        cache.add_node(node(f"n{i:03d}", cpu="4" if i % 10 == 0 else "100m"))
+    fw = new_framework(Profile(), cache, rng=random.Random(2))
+    assert num_feasible_nodes_to_find(400) == 400 * 47 // 100  # 50 - 400/125 = 47%
+    for i in range(30):
+        p = PodInfo(pod(f"p{i}", cpu="500m"))
+        feasible, _ = fw.find_nodes_that_fit(CycleState(), p, cache.node_list())
+        assert feasible and all(int(n.name[1:]) % 10 == 0 for n in feasible)
+        chosen = fw.schedule(p, cache.node_list())
+        assert int(chosen.name[1:]) % 10 == 0
+        cache.assume(p, chosen.name)
+    wide = new_framework(Profile(percentage_of_nodes_to_score=5), cache)
+    feasible, _ = wide.find_nodes_that_fit(CycleState(), PodInfo(pod("q", cpu="100m")), cache.node_list())
+    assert len(feasible) == 100  # 5% of 400 is 20, but never fewer than 100 feasible nodes are sought
+
+
+def test_rotation_visits_every_node() -> None:
+    cache = SchedulerCache()
+    for i in range(1000):
+        cache.add_node(node(f"n{i:04d}"))
+    fw = new_framework(Profile(percentage_of_nodes_to_score=10), cache)
+    seen: set[str] = set()
+    for i in range(10):
+        feasible, _ = fw.find_nodes_that_fit(CycleState(), PodInfo(pod(f"p{i}")), cache.node_list())
+        assert len(feasible) == 100
+        seen.update(n.name for n in feasible)
+    assert len(seen) == 1000
