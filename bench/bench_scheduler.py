@@ -107,7 +107,8 @@ def raw_floor(num_nodes: int, num_pods: int) -> float:
 def api_pod(i: int, ns: str, *, scheduler: str = "default-scheduler") -> Obj:
     obj = pod_obj(i, ns)
     del obj["metadata"]["uid"]  # the server assigns it
-    del obj["metadata"]["ownerReferences"]  # no ReplicaSet exists: the GC must not reap them
+    # the ownerReference (a ReplicaSet that does not exist) stays: `pocketkube apiserver` runs no
+    # garbage collector, and it makes the scheduler spread the pods as a Deployment's
     obj["spec"]["schedulerName"] = scheduler
     obj["spec"]["terminationGracePeriodSeconds"] = 0
     return obj
@@ -184,7 +185,12 @@ async def bench_hollow(num_nodes: int, num_pods: int, *, pod_status: bool, floor
                     await create_pods(client, "floor", floor_pods, scheduler="bench-floor-nobody")
                     print(f"  {num_nodes} nodes Ready in {t:.1f}s; {num_pods} pods created at {rate:.0f}/s "
                           f"(+{floor_pods} for the floor); loadavg {loadavg()}", flush=True)
+                    tag = f"{num_nodes}-{'on' if pod_status else 'off'}"
+                    if profile:
+                        profilers = start_profilers({"apiserver": srv.proc.pid}, os.path.join(profile, tag, "floor"))
                     floor, floor_ms = await binding_floor(client, srv.proc.pid, sorted(nw.ready), floor_pods)
+                    stop_profilers(profilers)
+                    profilers = []
                     print(f"  floor: plain client POST pods/binding x{floor_pods}, 16 in flight: "
                           f"**{floor:.0f} bindings/s**, API server {floor_ms:.2f} ms CPU each; loadavg {loadavg()}",
                           flush=True)
@@ -195,7 +201,7 @@ async def bench_hollow(num_nodes: int, num_pods: int, *, pod_status: bool, floor
                                      "bench": os.getpid()})
                     if profile:
                         profilers = start_profilers({"scheduler": sched.pid, "apiserver": srv.proc.pid},
-                                                    os.path.join(profile, f"{num_nodes}-{'on' if pod_status else 'off'}"))
+                                                    os.path.join(profile, tag))
                     first: dict[str, float] = {}
 
                     def done() -> bool:

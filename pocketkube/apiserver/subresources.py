@@ -6,9 +6,9 @@ streaming proxy (streaming.py) forwards them to the kubelet of the pod's node.
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from pocketkube.api import errors, meta
@@ -151,9 +151,20 @@ class Subresources:
         if not node:
             raise errors.Invalid("", "Binding", ri.name, [errors.FieldError("target.name", "", kind="FieldValueRequired")])
         opts = write_options(request)
+        want = _object_field(binding, "metadata")
+        want_uid, want_rv = str(want.get("uid") or ""), str(want.get("resourceVersion") or "")
 
         async def mutate(pod: Obj) -> Obj:
-            if pod["metadata"].get("deletionTimestamp"):
+            md = pod["metadata"]
+            # BindingREST.assignPod: the binding's uid / resourceVersion are preconditions, so a
+            # scheduler's late binding never lands on a pod deleted and re-created under the same name
+            if want_uid and md.get("uid") != want_uid:
+                raise errors.Conflict.for_resource("", "pods", ri.name, f"Precondition failed: UID in precondition: "
+                                                   f"{want_uid}, UID in object meta: {md.get('uid')}")
+            if want_rv and md.get("resourceVersion") != want_rv:
+                raise errors.Conflict.for_resource("", "pods", ri.name, "the object has been modified; please apply "
+                                                   "your changes to the latest version and try again")
+            if md.get("deletionTimestamp"):
                 raise errors.Conflict.for_resource("", "pods", ri.name, "pod is being deleted, cannot be assigned "
                                                    "to a host")
             spec = pod.setdefault("spec", {})
@@ -206,7 +217,8 @@ async def _internal_update(store: Store, namespace: str, name: str, mutate: Any,
 
     for _ in range(32):
         co = await store.get_cached(namespace, name)
-        new = await mutate(copy.deepcopy(co.obj))
+        # a private copy to mutate: parsing the cached JSON is ~5x cheaper than deepcopy of a pod
+        new = await mutate(orjson.loads(co.raw))
         md = new["metadata"]
         if md.get("deletionTimestamp") and not md.get("finalizers") and not store.strategy.delete_pending(new):
             return await store._delete_now(namespace, name, co.mod_revision, new, dry_run)

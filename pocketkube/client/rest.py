@@ -257,8 +257,11 @@ class ResourceClient:
             buf = b""
             async for chunk in resp.content.iter_any():
                 buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    continue
+                # one split per chunk (a chunk carries many events under load), not one per line
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
                     if not line.strip():
                         continue
                     event = orjson.loads(line)

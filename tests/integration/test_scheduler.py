@@ -142,3 +142,40 @@ async def test_deleting_pod_frees_room(sched_server: ServerProcess) -> None:
             f"{n - 1} Preemption is not helpful for scheduling.")
         await pods.delete("hog", ns, grace_period_seconds=0)
         assert await wait_for(lambda: node_of("waiter")) == "solo"
+
+
+async def test_binding_subresource_preconditions(sched_server: ServerProcess) -> None:
+    """POST pods/binding as kube-apiserver's BindingREST: uid precondition, one binding only."""
+    from pocketkube.api import errors
+
+    ns = f"b-{uuid.uuid4().hex[:6]}"
+    client = APIClient(ClientConfig.from_kubeconfig(sched_server.kubeconfig))
+    try:
+        await client.core("namespaces").create({"metadata": {"name": ns}})
+        pods = client.core("pods")
+        body = pod("p", "100m")
+        body["spec"]["schedulerName"] = "nobody-schedules-this"
+        uid = (await pods.create(body, ns))["metadata"]["uid"]
+
+        def binding(node: str | None, uid: str = "") -> Obj:
+            b: Obj = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", **({"uid": uid} if uid else {})}}
+            if node is not None:
+                b["target"] = {"apiVersion": "v1", "kind": "Node", "name": node}
+            return b
+        with pytest.raises(errors.Conflict, match="Precondition failed: UID in precondition: wrong-uid"):
+            await pods.create_subresource("p", "binding", binding("n1", "wrong-uid"), ns)
+        with pytest.raises(errors.StatusError, match=r"target\.name: Required value") as invalid:
+            await pods.create_subresource("p", "binding", binding(None), ns)
+        assert invalid.value.code == 422
+        with pytest.raises(errors.NotFound):
+            await pods.create_subresource("absent", "binding", binding("n1"), ns)
+        assert not (await pods.get("p", ns))["spec"].get("nodeName")
+        await pods.create_subresource("p", "binding", binding("n1", uid), ns)
+        got = await pods.get("p", ns)
+        assert got["spec"]["nodeName"] == "n1"
+        cond = next(c for c in got["status"]["conditions"] if c["type"] == "PodScheduled")
+        assert cond["status"] == "True"
+        with pytest.raises(errors.Conflict, match='already assigned to node "n1"'):
+            await pods.create_subresource("p", "binding", binding("n2", uid), ns)
+    finally:
+        await client.close()
