@@ -26,17 +26,19 @@ class NodeInfo:
         "inv_cpu",
         "inv_mem",
         "labels",
+        "memo_id",
+        "memo_score",
         "name",
         "node",
         "nz_cpu",
         "nz_free_cpu",
         "nz_free_mem",
         "nz_mem",
+        "owner_pods",
         "pods",
         "prefer_taints",
         "req_cpu",
         "req_mem",
-        "score_memo",
         "taints",
         "unschedulable",
         "used_ports",
@@ -54,8 +56,11 @@ class NodeInfo:
         # derived, kept current by _refresh(): what the hot filters and scores read directly
         self.free_cpu = self.free_mem = self.free_pods = self.nz_free_cpu = self.nz_free_mem = 0
         self.inv_cpu = self.inv_mem = 0.0
-        # framework's memo of resource scores for this node's current totals (runtime._memoised_scores)
-        self.score_memo: dict[int, int] = {}
+        # the framework's memo of the resource scores for one pod shape on this node's current totals
+        # (runtime._memoised_scores): plain slots, read in the same pass as the filters' fields
+        self.memo_id = -1
+        self.memo_score = 0
+        self.owner_pods: dict[str, int] = {}  # controller uid -> its pods here (default spreading)
         self.pods: dict[str, PodInfo] = {}
         self.affinity_pods: dict[str, PodInfo] = {}  # pods with any pod (anti-)affinity
         self.anti_affinity_pods: dict[str, PodInfo] = {}  # pods with required anti-affinity
@@ -87,7 +92,7 @@ class NodeInfo:
         self._refresh()
 
     def _refresh(self) -> None:
-        self.score_memo = {}
+        self.memo_id = -1
         self.free_cpu = self.alloc_cpu - self.req_cpu
         self.free_mem = self.alloc_mem - self.req_mem
         self.free_pods = self.alloc_pods - len(self.pods)
@@ -104,6 +109,8 @@ class NodeInfo:
         self.req_mem += pod.req_mem
         self.nz_cpu += pod.nz_cpu
         self.nz_mem += pod.nz_mem
+        if pod.owner_uid:
+            self.owner_pods[pod.owner_uid] = self.owner_pods.get(pod.owner_uid, 0) + 1
         for port in pod.host_ports:
             self.used_ports[port] = self.used_ports.get(port, 0) + 1
         if pod.has_pod_affinity:
@@ -120,6 +127,12 @@ class NodeInfo:
         self.req_mem -= pod.req_mem
         self.nz_cpu -= pod.nz_cpu
         self.nz_mem -= pod.nz_mem
+        if pod.owner_uid:
+            n = self.owner_pods.get(pod.owner_uid, 0) - 1
+            if n > 0:
+                self.owner_pods[pod.owner_uid] = n
+            else:
+                self.owner_pods.pop(pod.owner_uid, None)
         for port in pod.host_ports:
             n = self.used_ports.get(port, 0) - 1
             if n > 0:

@@ -25,7 +25,6 @@ NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 
 MIN_CHUNK = 64
-MAX_SCORE_MEMO = 16  # distinct pod shapes remembered per node between two changes of that node
 FilterFn = Callable[[CycleState, PodInfo, NodeInfo], "Status | None"]
 BatchFilterFn = Callable[[CycleState, PodInfo, list[NodeInfo], dict[str, "Status"]], list[NodeInfo]]
 
@@ -173,9 +172,10 @@ class Framework:
             normalize = getattr(plugin, "normalize_score", None)
             if normalize is not None:
                 normalize(state, pod, nodes, scores)
-            if weight != 1:
-                scores = [s * weight for s in scores]
-            totals = scores if totals is None else [t + s for t, s in zip(totals, scores, strict=True)]
+            if totals is None:
+                totals = scores if weight == 1 else [s * weight for s in scores]
+            else:
+                totals = [t + s * weight for t, s in zip(totals, scores, strict=True)]
         if memoised:
             scores = self._memoised_scores(state, pod, nodes, memoised)
             totals = scores if totals is None else [t + s for t, s in zip(totals, scores, strict=True)]
@@ -185,13 +185,14 @@ class Framework:
                          plugins: list[tuple[int, Any]]) -> list[int]:
         """The weighted sum of the plugins whose score is a function of `score_key(pod)` and the
         node's counted resources only (LeastAllocated, BalancedAllocation), kept on each NodeInfo
-        until the node changes (NodeInfo._refresh drops it). A stream of alike pods then re-scores
-        only the node that took the previous pod, not every node in the sample."""
+        for the last pod shape until the node changes (NodeInfo._refresh drops it). A stream of
+        alike pods (a Deployment's replicas) then re-scores only the nodes that changed since the
+        last visit, not every node in the sample; mixed shapes cost what they did without it."""
         shape = tuple((w, p.name, p.score_key(pod)) for w, p in plugins)
         key = self._shape_ids.get(shape)
         if key is None:  # a small int: NodeInfo memos hash it once per node, a nested tuple costs more
             key = self._shape_ids[shape] = len(self._shape_ids)
-        out: list[int | None] = [n.score_memo.get(key) for n in nodes]
+        out: list[int | None] = [n.memo_score if n.memo_id == key else None for n in nodes]
         try:
             i = out.index(None)
         except ValueError:
@@ -207,10 +208,7 @@ class Framework:
             part: list[int] = p.score_nodes(state, pod, missing)
             sums = [a + b * w for a, b in zip(sums, part, strict=True)]
         for i, n, v in zip(idx, missing, sums, strict=True):
-            memo = n.score_memo
-            if len(memo) >= MAX_SCORE_MEMO:
-                memo.clear()
-            memo[key] = v
+            n.memo_id, n.memo_score = key, v
             out[i] = v
         return out  # type: ignore[return-value]
 

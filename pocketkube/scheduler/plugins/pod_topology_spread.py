@@ -162,7 +162,7 @@ class PodTopologySpread:
             if c.topology_key != LABEL_HOSTNAME:
                 cnt = st.counts[i].get(value, 0)
             elif st.by_owner:
-                cnt = self.cache.owner_counts.get(pod.owner_uid, {}).get(node.name, 0)
+                cnt = node.owner_pods.get(pod.owner_uid, 0)
             else:
                 cnt = count_on_node(c, pod, node)
             total += cnt * st.weights[i] + (c.max_skew - 1)
@@ -171,9 +171,9 @@ class PodTopologySpread:
     def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
         st: _ScoreState = state[NAME + "/score"]
         if st.by_owner and len(st.constraints) == 1:  # the common case: a controller's pods, no zones
-            get = self.cache.owner_counts.get(pod.owner_uid, {}).get
+            uid = pod.owner_uid
             w, base = st.weights[0], st.constraints[0].max_skew - 1
-            counts = [get(n.name, 0) for n in nodes]
+            counts = [n.owner_pods.get(uid, 0) for n in nodes]  # per-node counts: no str hash, no big dict
             table = {c: round(c * w + base) for c in set(counts)}
             return [table[c] for c in counts]
         return [self.score(state, pod, n) for n in nodes]

@@ -59,14 +59,20 @@ def test_memoised_scores_match_fresh_scores_through_changes() -> None:
             cache.update_node(node("n3", cpu="16", memory="64Gi"))
 
 
-def test_memo_is_bounded_per_node() -> None:
+def test_mixed_pod_shapes_score_like_fresh() -> None:
     cache = SchedulerCache()
     cache.add_node(node("a", cpu="64", memory="256Gi"))
-    cache.add_node(node("b", cpu="64", memory="256Gi"))
+    cache.add_node(node("b", cpu="8", memory="16Gi"))
     fw = new_framework(Profile(percentage_of_nodes_to_score=100), cache)
-    for i in range(100):
-        fw.prioritize(CycleState(), PodInfo(pod(f"p{i}", cpu=f"{i + 1}m")), cache.node_list())
-    assert all(len(n.score_memo) <= 16 for n in cache.node_list())
+    for i in range(20):  # alternating shapes overwrite the one-shape memo each time
+        p = PodInfo(pod(f"p{i}", cpu=f"{(i % 3) * 500 + 100}m", memory=f"{(i % 2) + 1}Gi"))
+        nodes = cache.node_list()
+        assert fw.prioritize(CycleState(), p, nodes) == _fresh_totals(fw, CycleState(), p, nodes)
+    assert cache.nodes["a"].owner_pods == {}
+    cache.assume(PodInfo(pod("o", owner="rs")), "a")
+    assert cache.nodes["a"].owner_pods == {"rs-rs": 1}
+    cache.forget("default/o")
+    assert cache.nodes["a"].owner_pods == {}
 
 
 def test_same_scheduling_inputs() -> None:
