@@ -9,6 +9,8 @@ where the previous cycle stopped so every node gets its turn.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import operator
 import random
 from collections.abc import Callable
 from typing import Any
@@ -172,13 +174,13 @@ class Framework:
             normalize = getattr(plugin, "normalize_score", None)
             if normalize is not None:
                 normalize(state, pod, nodes, scores)
-            if totals is None:
-                totals = scores if weight == 1 else [s * weight for s in scores]
-            else:
-                totals = [t + s * weight for t, s in zip(totals, scores, strict=True)]
+            # map + operator: the per-node sums run in C (these lists are as long as the sample)
+            if weight != 1:
+                scores = list(map(operator.mul, scores, itertools.repeat(weight)))
+            totals = scores if totals is None else list(map(operator.add, totals, scores))
         if memoised:
             scores = self._memoised_scores(state, pod, nodes, memoised)
-            totals = scores if totals is None else [t + s for t, s in zip(totals, scores, strict=True)]
+            totals = scores if totals is None else list(map(operator.add, totals, scores))
         return totals if totals is not None else [0] * len(nodes)
 
     def _memoised_scores(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
@@ -217,7 +219,7 @@ class Framework:
         best = max(totals)
         if totals.count(best) == 1:
             return nodes[totals.index(best)]
-        ties = [i for i, t in enumerate(totals) if t == best]
+        ties = list(itertools.compress(range(len(totals)), map(best.__eq__, totals)))
         return nodes[self.rng.choice(ties)]
 
     def schedule(self, pod: PodInfo, nodes: list[NodeInfo]) -> NodeInfo:

@@ -175,7 +175,7 @@ class PodTopologySpread:
             w, base = st.weights[0], st.constraints[0].max_skew - 1
             counts = [n.owner_pods.get(uid, 0) for n in nodes]  # per-node counts: no str hash, no big dict
             table = {c: round(c * w + base) for c in set(counts)}
-            return [table[c] for c in counts]
+            return list(map(table.__getitem__, counts))
         return [self.score(state, pod, n) for n in nodes]
 
     def normalize_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], scores: list[int]) -> None:
@@ -185,8 +185,9 @@ class PodTopologySpread:
             if hi == 0:
                 scores[:] = [MAX_NODE_SCORE] * len(scores)
             else:
-                top, both = MAX_NODE_SCORE, hi + lo
-                scores[:] = [top * (both - s) // hi for s in scores]
+                top, both = MAX_NODE_SCORE, hi + lo  # few distinct raw scores: a table, mapped in C
+                table = {s: top * (both - s) // hi for s in set(scores)}
+                scores[:] = map(table.__getitem__, scores)
             return
         valid = [s for n, s in zip(nodes, scores, strict=True) if n.name not in st.ignored]
         lo, hi = min(valid, default=0), max(valid, default=0)
