@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import secrets
@@ -33,6 +32,7 @@ from pocketkube.apiserver.registry.strategies import strategy_for
 from pocketkube.apiserver.watch_cache import WatchCache
 from pocketkube.storage.factory import storage_from_url
 from pocketkube.storage.interface import KeyExistsError, Storage
+from pocketkube.util.gc_tuning import tune_gc
 
 if TYPE_CHECKING:
     from pocketkube.apiserver.streaming import StreamingProxy
@@ -357,22 +357,3 @@ def _status_response(e: errors.StatusError) -> web.Response:
     headers = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else None
     return web.Response(body=orjson.dumps(e.to_status()), status=e.code, content_type="application/json",
                         headers=headers)
-
-
-def _freeze_after_full_collection(phase: str, info: dict[str, int]) -> None:
-    if phase == "stop" and info.get("generation") == 2:
-        gc.freeze()
-
-
-def tune_gc() -> None:
-    """Keep the cyclic GC off the watch cache.
-
-    The cache holds every object of the cluster as acyclic dicts that reference counting frees;
-    without this each full collection walks all of them (~340 ms with 10k pods, measured by
-    bench/bench_apiserver.py). Survivors of a full collection are frozen out of later ones, and
-    young generations are collected less often.
-    """
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
-    if _freeze_after_full_collection not in gc.callbacks:
-        gc.callbacks.append(_freeze_after_full_collection)

@@ -19,6 +19,7 @@ from pocketkube.scheduler.framework.registry import DEFAULT_SCHEDULER_NAME, Prof
 from pocketkube.scheduler.queue import SchedulingQueue
 from pocketkube.scheduler.scheduler import Scheduler
 from pocketkube.scheduler.types import PodInfo
+from pocketkube.util.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def build(config: SchedulerConfig, client: APIClient) -> tuple[Scheduler, list[I
 async def run(config: SchedulerConfig) -> None:
     """Run the scheduler until cancelled."""
     config.validate()
+    tune_gc()  # the informers hold every pod and node: keep full collections out of the cycles
     client_config = config.client_config or ClientConfig.from_kubeconfig(
         config.kubeconfig, user_agent=f"pocketkube-scheduler/{config.scheduler_name}")
     client = APIClient(client_config)
