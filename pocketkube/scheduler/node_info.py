@@ -39,6 +39,8 @@ class NodeInfo:
         "prefer_taints",
         "req_cpu",
         "req_mem",
+        "spread_count",
+        "spread_uid",
         "taints",
         "unschedulable",
         "used_ports",
@@ -61,6 +63,8 @@ class NodeInfo:
         self.memo_id = -1
         self.memo_score = 0
         self.owner_pods: dict[str, int] = {}  # controller uid -> its pods here (default spreading)
+        self.spread_uid: str | None = None  # owner_pods[spread_uid] as a slot, until the node changes
+        self.spread_count = 0
         self.pods: dict[str, PodInfo] = {}
         self.affinity_pods: dict[str, PodInfo] = {}  # pods with any pod (anti-)affinity
         self.anti_affinity_pods: dict[str, PodInfo] = {}  # pods with required anti-affinity
@@ -93,6 +97,7 @@ class NodeInfo:
 
     def _refresh(self) -> None:
         self.memo_id = -1
+        self.spread_uid = None
         self.free_cpu = self.alloc_cpu - self.req_cpu
         self.free_mem = self.alloc_mem - self.req_mem
         self.free_pods = self.alloc_pods - len(self.pods)
@@ -143,6 +148,13 @@ class NodeInfo:
         self.anti_affinity_pods.pop(key, None)
         self._refresh()
         return pod
+
+    def owner_count(self, uid: str) -> int:
+        """owner_pods[uid], remembered in slots: the next visit with the same (interned) uid reads
+        two attributes of this object instead of probing a dict elsewhere in memory."""
+        n = self.owner_pods.get(uid, 0)
+        self.spread_uid, self.spread_count = uid, n
+        return n
 
     def port_conflict(self, protocol: str, port: int, ip: str) -> bool:
         """HostPortInfo.CheckConflict: same protocol+port and same IP, or either side is 0.0.0.0."""

@@ -8,6 +8,7 @@ then only compare ints and dict lookups, so one scheduling cycle stays O(nodes) 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -240,8 +241,9 @@ class PodInfo:
         self.labels: dict[str, str] = md.get("labels") or {}
         self.deleting = bool(md.get("deletionTimestamp"))
         self.terminal = (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-        self.owner_uid = next((str(o.get("uid") or "") for o in md.get("ownerReferences") or ()
-                               if o.get("controller")), "")
+        # interned: every pod of a controller shares one str, so per-node memos compare by identity
+        self.owner_uid = sys.intern(next((str(o.get("uid") or "") for o in md.get("ownerReferences") or ()
+                                          if o.get("controller")), ""))
         self.node_name = str(spec.get("nodeName") or "")
         self.scheduler_name = str(spec.get("schedulerName") or "default-scheduler")
         self.priority = int(spec.get("priority") or 0)

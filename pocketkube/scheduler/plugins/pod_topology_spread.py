@@ -173,7 +173,8 @@ class PodTopologySpread:
         if st.by_owner and len(st.constraints) == 1:  # the common case: a controller's pods, no zones
             uid = pod.owner_uid
             w, base = st.weights[0], st.constraints[0].max_skew - 1
-            counts = [n.owner_pods.get(uid, 0) for n in nodes]  # per-node counts: no str hash, no big dict
+            # slot memo per node (uid is interned, so `is` holds for every pod of the controller)
+            counts = [n.spread_count if n.spread_uid is uid else n.owner_count(uid) for n in nodes]
             table = {c: round(c * w + base) for c in set(counts)}
             return list(map(table.__getitem__, counts))
         return [self.score(state, pod, n) for n in nodes]
