@@ -12,7 +12,7 @@ every pod is bound (seen on a watch). Run twice per node count:
   - `status=on`: the fleet PATCHes each bound pod to Running, as a kubelet would, competing with
     the scheduler for the API server on the same two cores.
 Floor, same run, before the scheduler starts: a plain client POSTs pods/binding for `--floor-pods`
-pods (another namespace, a schedulerName nobody serves) at the scheduler's concurrency (16) — the
+pods (another namespace, a schedulerName nobody serves) at the scheduler's bind concurrency — the
 rate the API server binds at when the client does no scheduling at all.
 CPU is utime+stime from /proc/<pid>/stat per process; "other" is the rest of the machine.
 
@@ -146,7 +146,7 @@ async def binding_floor(client: Any, srv_pid: int, nodes: list[str], count: int,
 
 
 async def bench_hollow(num_nodes: int, num_pods: int, *, pod_status: bool, floor_pods: int,
-                       sched_args: tuple[str, ...], profile: str) -> float:
+                       sched_args: tuple[str, ...], profile: str, concurrency: int = 16) -> float:
     from bench_scale import (
         CPUWindow,
         NodeWatch,
@@ -188,10 +188,11 @@ async def bench_hollow(num_nodes: int, num_pods: int, *, pod_status: bool, floor
                     tag = f"{num_nodes}-{'on' if pod_status else 'off'}"
                     if profile:
                         profilers = start_profilers({"apiserver": srv.proc.pid}, os.path.join(profile, tag, "floor"))
-                    floor, floor_ms = await binding_floor(client, srv.proc.pid, sorted(nw.ready), floor_pods)
+                    floor, floor_ms = await binding_floor(client, srv.proc.pid, sorted(nw.ready), floor_pods,
+                                                          concurrency)
                     stop_profilers(profilers)
                     profilers = []
-                    print(f"  floor: plain client POST pods/binding x{floor_pods}, 16 in flight: "
+                    print(f"  floor: plain client POST pods/binding x{floor_pods}, {concurrency} in flight: "
                           f"**{floor:.0f} bindings/s**, API server {floor_ms:.2f} ms CPU each; loadavg {loadavg()}",
                           flush=True)
                     watches.append(tg.create_task(follow(client.core("pods"), "bench", pw.on_event, listed[1])))
@@ -247,6 +248,7 @@ def main() -> None:
     ap.add_argument("--status", default="off,on", help="hollow mode: fleet pod-status movement, off and/or on")
     ap.add_argument("--floor-pods", type=int, default=2000)
     ap.add_argument("--percentage", type=int, default=0, help="percentageOfNodesToScore (0: kube's adaptive)")
+    ap.add_argument("--bind-concurrency", type=int, default=16, help="the scheduler's bindings in flight (hollow)")
     ap.add_argument("--profile", default="", metavar="DIR", help="py-spy the scheduler and API server (hollow)")
     args = ap.parse_args()
     try:
@@ -256,7 +258,8 @@ def main() -> None:
         pass
     sys.path.insert(0, os.path.join(REPO, "bench"))
     sys.path.insert(0, TESTS)
-    sched_args = ("--percentage-of-nodes-to-score", str(args.percentage))
+    sched_args = ("--percentage-of-nodes-to-score", str(args.percentage),
+                  "--bind-concurrency", str(args.bind_concurrency))
     print(f"bench_scheduler: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, "
           f"loadavg {' '.join(open('/proc/loadavg').read().split()[:3])}, {os.cpu_count()} CPUs", flush=True)
     for n in (int(x) for x in args.nodes.split(",")):
@@ -269,7 +272,8 @@ def main() -> None:
         if args.mode in ("hollow", "both"):
             for status in args.status.split(","):
                 rate = asyncio.run(bench_hollow(n, args.pods, pod_status=status == "on", floor_pods=args.floor_pods,
-                                                sched_args=sched_args, profile=args.profile))
+                                                sched_args=sched_args, profile=args.profile,
+                                                concurrency=args.bind_concurrency))
                 if n == 5000 and status == "off":
                     print(f"  target >= 500 pods/s at 5,000 nodes: {'pass' if rate >= 500 else 'fail'}")
 

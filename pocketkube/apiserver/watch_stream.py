@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pocketkube.apiserver.server import APIServer
 
 BOOKMARK_INTERVAL = 30.0
+MAX_EVENTS_PER_WRITE = 256  # a burst coalesced into one write stays a bounded buffer
 
 
 def _event_line(event_type: str, obj: Any) -> bytes:
@@ -138,16 +139,18 @@ async def serve_watch(request: web.Request, server: APIServer, store: Store, nam
                 break
             event_type, event = item
             obj = event.obj.obj
-            await resp.write(render(event_type, event, obj) if table or accept.form == "partial"
-                             else event.line(event_type))
-            # Drain what is already queued without waking the loop per event.
-            while not watcher.queue.empty():
+            lines = [render(event_type, event, obj) if table or accept.form == "partial" else event.line(event_type)]
+            # Drain what is already queued into the same write: one HTTP chunk, one TLS record and one
+            # send for a burst (a scheduler's bindings reach every pod watcher in bursts), not one each.
+            # Clients split the stream on object boundaries, never on chunks.
+            while not watcher.queue.empty() and len(lines) < MAX_EVENTS_PER_WRITE:
                 queued = watcher.queue.get_nowait()
                 if queued is None:
                     watcher.closed = True
                     break
                 et, ev = queued
-                await resp.write(render(et, ev, ev.obj.obj) if table or accept.form == "partial" else ev.line(et))
+                lines.append(render(et, ev, ev.obj.obj) if table or accept.form == "partial" else ev.line(et))
+            await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
             if watcher.closed and watcher.queue.empty():
                 break
     except ConnectionResetError:

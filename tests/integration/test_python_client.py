@@ -334,6 +334,32 @@ def test_watch_resumes_from_resource_version(core: client.CoreV1Api, namespace: 
     assert (first["type"], first["object"].metadata.name) == ("ADDED", "w2")
 
 
+def test_watch_delivers_bursts_intact(core: client.CoreV1Api, namespace: str) -> None:
+    """The server coalesces the events queued for a watcher into one write: the client must still
+    get every event, whole and in order, whether replayed from a resourceVersion or live."""
+    import threading
+
+    rv = core.list_namespaced_config_map(namespace).metadata.resource_version
+    for i in range(150):
+        core.create_namespaced_config_map(namespace, _cm(f"b{i:03d}", {"i": str(i)}))
+
+    def live() -> None:
+        for i in range(150, 250):
+            core.create_namespaced_config_map(namespace, _cm(f"b{i:03d}", {"i": str(i)}))
+
+    writer = threading.Thread(target=live)
+    got: list[tuple[str, str, str]] = []
+    w = watch.Watch()
+    for ev in w.stream(core.list_namespaced_config_map, namespace, resource_version=rv, timeout_seconds=30):
+        got.append((ev["type"], ev["object"].metadata.name, (ev["object"].data or {}).get("i", "")))
+        if len(got) == 1:
+            writer.start()
+        if len(got) == 250:
+            w.stop()
+    writer.join()
+    assert got == [("ADDED", f"b{i:03d}", str(i)) for i in range(250)]
+
+
 def test_watch_sees_live_writes_with_selector(core: client.CoreV1Api, namespace: str) -> None:
     rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     core.create_namespaced_config_map(namespace, _cm("other", labels={"keep": "no"}))
