@@ -134,13 +134,17 @@ class Framework:
         n = len(nodes)
         want = num_feasible_nodes_to_find(n, self.percentage)
         start = self.next_start % n if n else 0
-        order = nodes[start:] + nodes[:start] if start else nodes
         feasible: list[NodeInfo] = []
         pos = 0
         while pos < n and len(feasible) < want:
-            size = max(want - len(feasible), MIN_CHUNK)
-            chunk = order[pos:pos + size]
-            pos += len(chunk)
+            size = min(max(want - len(feasible), MIN_CHUNK), n - pos)
+            # slice the ring [start, start + n) directly: a rotated copy of the whole node list would
+            # touch every NodeInfo (refcounts) each cycle, not just the sample
+            lo = (start + pos) % n
+            chunk = nodes[lo:lo + size]
+            if len(chunk) < size:
+                chunk += nodes[:size - len(chunk)]
+            pos += size
             for f in filters:
                 chunk = f(state, pod, chunk, statuses)
                 if not chunk:

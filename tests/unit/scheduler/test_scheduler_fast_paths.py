@@ -181,3 +181,14 @@ def test_rotation_visits_every_node() -> None:
         assert len(feasible) == 100
         seen.update(n.name for n in feasible)
     assert len(seen) == 1000
+
+
+def test_rotation_wraps_around_the_node_list() -> None:
+    cache = SchedulerCache()
+    for i in range(1000):
+        cache.add_node(node(f"n{i:04d}"))
+    fw = new_framework(Profile(percentage_of_nodes_to_score=30), cache)
+    samples = [fw.find_nodes_that_fit(CycleState(), PodInfo(pod(f"p{i}")), cache.node_list())[0] for i in range(4)]
+    assert [n.name for n in samples[2]] == [f"n{i:04d}" for i in range(600, 900)]
+    assert [n.name for n in samples[3]] == [f"n{i:04d}" for i in (*range(900, 1000), *range(0, 200))]
+    assert fw.next_start == 200
