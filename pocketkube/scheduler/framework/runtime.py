@@ -151,7 +151,9 @@ class Framework:
                     break
             feasible.extend(chunk)
         if n:
-            self.next_start = (start + pos) % n
+            # like kube's nextStartNodeIndex (+ feasible found + rejected): feasible nodes of the last
+            # chunk beyond `want` were not used, so the next cycle starts with them
+            self.next_start = (start + pos - max(len(feasible) - want, 0)) % n
         return feasible[:want], statuses
 
     # PreScore + Score + NormalizeScore -------------------------------------------------------------

@@ -192,3 +192,20 @@ def test_rotation_wraps_around_the_node_list() -> None:
     assert [n.name for n in samples[2]] == [f"n{i:04d}" for i in range(600, 900)]
     assert [n.name for n in samples[3]] == [f"n{i:04d}" for i in (*range(900, 1000), *range(0, 200))]
     assert fw.next_start == 200
+
+
+def test_rotation_resumes_after_the_last_used_node() -> None:
+    cache = SchedulerCache()
+    for i in range(1000):
+        cache.add_node(node(f"n{i:04d}"))
+    fw = new_framework(Profile(percentage_of_nodes_to_score=10), cache)
+    fw.next_start = 0
+    first, _ = fw.find_nodes_that_fit(CycleState(), PodInfo(pod("a")), cache.node_list())
+    assert len(first) == 100 and fw.next_start == 100
+    full = SchedulerCache()
+    for i in range(200):  # every other node of the first 100 is full
+        full.add_node(node(f"m{i:03d}", cpu="100m" if i < 100 and i % 2 else "4"))
+    fw2 = new_framework(Profile(percentage_of_nodes_to_score=50), full)
+    got, _ = fw2.find_nodes_that_fit(CycleState(), PodInfo(pod("b", cpu="500m")), full.node_list())
+    # chunk 1 (m000-m099) gives 50, chunk 2 (64 nodes, m100-m163) 64 more: only m100-m149 are used
+    assert len(got) == 100 and got[-1].name == "m149" and fw2.next_start == 150
