@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import ssl
 import tempfile
@@ -109,6 +110,16 @@ class ClientConfig:
         return ctx
 
 
+_CONTENT_TYPE = {t: {"Content-Type": t} for t in (
+    "application/json", "application/merge-patch+json", "application/json-patch+json",
+    "application/strategic-merge-patch+json", "application/apply-patch+yaml")}
+
+
+@functools.lru_cache(maxsize=16)
+def _timeout(total: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total)
+
+
 class APIClient:
     """One connection pool to one API server."""
 
@@ -153,11 +164,13 @@ class APIClient:
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
                       content_type: str = "application/json", timeout: float = 30.0) -> Obj:
         data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
-        headers = {"Content-Type": content_type} if data is not None else None
+        headers = _CONTENT_TYPE.get(content_type) or {"Content-Type": content_type} if data is not None else None
         clean = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()
                  if v is not None and v != ""}
-        async with self.session().request(method, path, params=clean, data=data, headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        # no empty query for aiohttp to merge, one timeout object per value: every controller and
+        # the scheduler's bindings go through here, so the per-request constant matters
+        async with self.session().request(method, path, params=clean or None, data=data, headers=headers,
+                                          timeout=_timeout(timeout)) as resp:
             raw = await resp.read()
             if resp.status >= 400:
                 raise status_error(resp.status, raw)
