@@ -10,6 +10,7 @@ from pocketkube.controllers.base import Controller
 from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
+from pocketkube.controllers.disruption import DisruptionController
 from pocketkube.controllers.endpoints import EndpointsController
 from pocketkube.controllers.endpointslice import EndpointSliceController
 from pocketkube.controllers.endpointslice_mirroring import EndpointSliceMirroringController
@@ -47,7 +48,7 @@ def build_controllers(client: APIClient, config: ControllerManagerConfig, *,
             ResourceQuotaController(client), EndpointSliceController(client), EndpointsController(client),
             EndpointSliceMirroringController(client),
             DaemonSetController(w), StatefulSetController(w), JobController(w), CronJobController(w),
-            TTLAfterFinishedController(w)]
+            TTLAfterFinishedController(w), DisruptionController(w)]
 
 
 async def run(config: ControllerManagerConfig) -> None:
