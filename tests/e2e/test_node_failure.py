@@ -150,6 +150,7 @@ def test_stopped_agent_makes_its_node_not_ready_and_tainted(cluster: MultiNodeCl
         return _ready(c.get("node", State.victim_node)) == "Unknown"
 
     State.not_ready_at = _until("node Ready=Unknown", unknown, GRACE + 30, c)
+    print(f"\nnode-failure: Ready=Unknown {State.not_ready_at - stopped_at:.1f}s after the agent died (grace {GRACE}s)")
     assert State.not_ready_at - stopped_at <= GRACE + SLACK, "NotReady too late after the last Lease renewal"
     node = c.get("node", State.victim_node)
     cond = next(x for x in node["status"]["conditions"] if x["type"] == "Ready")
@@ -194,6 +195,8 @@ def test_pods_are_evicted_after_their_toleration_and_replaced_on_the_other_worke
         return len(serving) == 4 and all(p["spec"]["nodeName"] == State.other_node for p in serving)
 
     replaced_at = _until("4 pods serving on the other worker", replaced, 60, c)
+    print(f"\nnode-failure: evicted {evicted_at - State.not_ready_at:.1f}s and replaced (Running, Ready) "
+          f"{replaced_at - State.not_ready_at:.1f}s after NotReady (tolerationSeconds {TOLERATION})")
     assert replaced_at - State.not_ready_at <= TOLERATION + 3 * SLACK, "replacements too slow"
     events = c.get("events", "--field-selector", "reason=TaintManagerEviction")["items"]
     assert {e["involvedObject"]["name"] for e in events} >= set(State.victims)
