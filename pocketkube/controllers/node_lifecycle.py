@@ -76,6 +76,7 @@ class NodeLifecycleController(Controller):
         self.pods = Informer(client.core("pods"), field_selector="spec.nodeName!=")
         self.nodes.add_handler(self._node_changed)
         self.pods.add_handler(self._pod_changed)
+        self.pods_on: dict[str, set[str]] = {}  # node name -> keys of the pods bound to it
         self.informers = [self.nodes, self.leases, self.pods]
         self.recorder = EventRecorder(client, "node-controller")
         self.started = _now()
@@ -87,13 +88,19 @@ class NodeLifecycleController(Controller):
         name = node["metadata"]["name"]
         self.queue.add(f"node:{name}")
         if new is not None and (old is None or (old.get("spec") or {}).get("taints") != (new.get("spec") or {}).get("taints")):
-            for pod in self.pods.list():
-                if (pod.get("spec") or {}).get("nodeName") == name:
-                    self.queue.add(f"pod:{object_key(pod)}")
+            for key in self.pods_on.get(name, ()):
+                self.queue.add(f"pod:{key}")
 
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
+        if old is not None:
+            key = object_key(old)
+            keys = self.pods_on.get((old.get("spec") or {}).get("nodeName", ""))
+            if keys is not None:
+                keys.discard(key)
         if new is not None:
-            self.queue.add(f"pod:{object_key(new)}")
+            key = object_key(new)
+            self.pods_on.setdefault((new.get("spec") or {}).get("nodeName", ""), set()).add(key)
+            self.queue.add(f"pod:{key}")
 
     def _last_heartbeat(self, node: Obj) -> datetime | None:
         name = node["metadata"]["name"]
@@ -158,8 +165,9 @@ class NodeLifecycleController(Controller):
             pass
 
     async def _mark_pods_not_ready(self, node_name: str) -> None:
-        for pod in self.pods.list():
-            if (pod.get("spec") or {}).get("nodeName") != node_name:
+        for key in list(self.pods_on.get(node_name, ())):
+            pod = self.pods.get(key)
+            if pod is None:
                 continue
             conds = copy.deepcopy((pod.get("status") or {}).get("conditions") or [])
             ready = next((c for c in conds if c.get("type") == "Ready"), None)

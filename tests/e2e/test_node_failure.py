@@ -13,7 +13,8 @@ on a machine whose kubelet crashed). Then, as in Kubernetes:
 - `cluster start-node` brings the agent back: it tears down the containers of the terminating
   pods and of one pod force-deleted meanwhile (no longer in the API at all), and the node is
   Ready and untainted again.
-`cluster down` then leaves no namespace, link, mount or process behind. The tests share one
+`cluster down`, with the other worker's agent just stopped, then leaves no namespace, link,
+nftables table, mount or process behind. The tests share one
 cluster and run in order.
 """
 
@@ -227,15 +228,22 @@ def test_returning_agent_tears_down_what_was_deleted_while_it_was_away(cluster: 
     assert len(_serving(c)) == 4
 
 
-def test_cluster_down_leaves_nothing_behind(cluster: MultiNodeCluster) -> None:
+def test_cluster_down_leaves_nothing_behind_even_with_an_agent_stopped(cluster: MultiNodeCluster) -> None:
     c = cluster
     uids = [p["metadata"]["uid"] for p in _pods(c)]
+    # The worker running every pod loses its agent just before the cluster goes down: down must
+    # still stop and remove those containers.
+    stopped = cluster_command("stop-node", "--name", c.name, "--data-dir", c.data_dir, State.other_node, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    assert _containers(State.other_node, uids)
     result = c.down()
     assert result.returncode == 0, result.stdout + result.stderr
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert f"pk{c.name}-" not in netns and not [u for u in uids if netns_name_for_uid(u) in netns], netns
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     assert f"pk{c.name}" not in links
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+    assert f"pk{c.name}" not in tables, tables
     with open("/proc/self/mountinfo") as f:
         mounts = f.read()
     assert c.data_dir not in mounts and f"/run/pocketkube/{c.master}" not in mounts
