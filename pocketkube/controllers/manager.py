@@ -19,6 +19,7 @@ from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.node_ipam import NodeIPAMController
 from pocketkube.controllers.node_lifecycle import NodeLifecycleController
+from pocketkube.controllers.pod_gc import PodGCController
 from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.controllers.resourcequota import ResourceQuotaController
 from pocketkube.controllers.serviceaccount import ServiceAccountController
@@ -44,7 +45,7 @@ def build_controllers(client: APIClient, config: ControllerManagerConfig, *,
     w = workloads or client
     return [NamespaceController(client), NodeIPAMController(client, cluster_cidr=config.cluster_cidr), ServiceAccountController(client),
             ReplicaSetController(client), DeploymentController(client), GarbageCollector(client),
-            NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period),
+            NodeLifecycleController(client, grace_seconds=config.node_monitor_grace_period), PodGCController(client),
             ResourceQuotaController(client), EndpointSliceController(client), EndpointsController(client),
             EndpointSliceMirroringController(client),
             DaemonSetController(w), StatefulSetController(w), JobController(w), CronJobController(w),

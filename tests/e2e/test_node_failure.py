@@ -34,7 +34,7 @@ from pocketkube.kubelet.network.sandbox import netns_name_for_uid
 from tests.e2e.multinode import MultiNodeCluster, cluster_command, start_multi_node_cluster
 from tests.support.images import build_busybox_image
 
-GRACE = 6  # --node-monitor-grace-period
+GRACE = 8  # --node-monitor-grace-period (8 Lease renewals: a loaded machine must not flap)
 TOLERATION = 3  # tolerationSeconds for unreachable/not-ready
 SLACK = 6.0  # allowed lateness of each step (a loaded 2-core machine, controller resync periods)
 UNREACHABLE = "node.kubernetes.io/unreachable"
