@@ -111,6 +111,10 @@ def test_status_follows_the_pods_and_the_controllers_scale(server: ServerProcess
     rows = run_kubectl(server, "get", "pdb", "web-min").stdout.splitlines()
     assert rows[0].split() == ["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"]
     assert rows[1].split()[:4] == ["web-min", "2", "N/A", "1"]
+    described = run_kubectl(server, "describe", "pdb", "web-min").stdout
+    for line in ("Min available:  2", "Selector:       app=web", "Allowed disruptions:  1", "Current:              3",
+                 "Desired:              2", "Total:                3"):
+        assert line in described, described
     # maxUnavailable counts against the Deployment's replicas, not the pods that happen to exist.
     _apply(server, _deployment("api", 4))
     _wait("4 api pods ready", lambda: len(_ready_pods(server, "api")) == 4)
