@@ -6,16 +6,15 @@ Deployment whose pods tolerate the unreachable/not-ready taints for TOLERATION s
 over both workers; `cluster stop-node` kills one worker's agent (its containers keep running, as
 on a machine whose kubelet crashed). Then, as in Kubernetes:
 - the node turns NotReady (Ready=Unknown) with the unreachable NoSchedule/NoExecute taints, and
-  its pods Ready=False;
+  its pods Ready=False (one, tolerating the taint forever, stays bound through it all);
 - TOLERATION seconds later its pods are deleted (a DisruptionTarget condition first); the delete
   is graceful and nobody can finish it, so they stay Terminating, while the ReplicaSet (which
   ignores terminating pods) creates replacements that run on the other worker;
 - `cluster start-node` brings the agent back: it tears down the containers of the terminating
-  pods and of one pod force-deleted meanwhile (no longer in the API at all), and the node is
-  Ready and untainted again.
+  pods and of one pod force-deleted meanwhile (no longer in the API at all), re-adopts the
+  tolerating pod's container (not restarted, Ready again), and the node is Ready and untainted.
 `cluster down`, with the other worker's agent just stopped, then leaves no namespace, link,
-nftables table, mount or process behind. The tests share one
-cluster and run in order.
+nftables table, mount or process behind. The tests share one cluster and run in order.
 """
 
 from __future__ import annotations
@@ -71,6 +70,7 @@ class State:
     victims: dict[str, str] = {}  # pod name -> uid
     forced = ""
     not_ready_at = 0.0
+    steadfast_container = ""
 
 
 def _pods(c: MultiNodeCluster) -> list[dict[str, Any]]:
@@ -78,9 +78,13 @@ def _pods(c: MultiNodeCluster) -> list[dict[str, Any]]:
     return items
 
 
+def _is_ready(pod: dict[str, Any]) -> bool:
+    return any(x["type"] == "Ready" and x["status"] == "True" for x in pod["status"].get("conditions") or [])
+
+
 def _serving(c: MultiNodeCluster) -> list[dict[str, Any]]:
     return [p for p in _pods(c) if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-            and any(x["type"] == "Ready" and x["status"] == "True" for x in p["status"].get("conditions") or [])]
+            and _is_ready(p)]
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float, c: MultiNodeCluster) -> float:
@@ -134,6 +138,14 @@ def test_deployment_spreads_over_both_workers(cluster: MultiNodeCluster) -> None
     State.other_node = c.workers[1]
     State.victims = {p["metadata"]["name"]: p["metadata"]["uid"] for p in by_node[State.victim_node]}
     assert len(_containers(State.victim_node, list(State.victims.values()))) >= 2 * len(State.victims)  # + pause
+    # A pod tolerating the failure forever stays bound to the victim through it all.
+    c.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "steadfast", "labels": {"app": "steadfast"}},
+             "spec": {"nodeName": State.victim_node, "terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}],
+                      "tolerations": [{"key": key, "operator": "Exists", "effect": "NoExecute"}
+                                      for key in (UNREACHABLE, NOT_READY)]}})
+    steadfast = c.wait_pod("steadfast", _is_ready)
+    State.steadfast_container = steadfast["status"]["containerStatuses"][0]["containerID"]
 
 
 def test_stopped_agent_makes_its_node_not_ready_and_tainted(cluster: MultiNodeCluster) -> None:
@@ -161,6 +173,8 @@ def test_stopped_agent_makes_its_node_not_ready_and_tainted(cluster: MultiNodeCl
                                                                     (UNREACHABLE, "NoExecute")}, 10, c)
     rows = {line.split()[0]: line.split()[1] for line in c.kubectl("get", "nodes").stdout.splitlines()[1:]}
     assert rows[State.victim_node] == "NotReady" and rows[State.other_node] == "Ready"
+    # Its pods are NotReady (MarkPodsNotReady), so Services stop sending them traffic.
+    _until("pods on the node NotReady", lambda: not _is_ready(c.get("pod", "steadfast")), 15, c)
     # The containers of the dead agent keep running: nobody is there to stop them.
     assert len(_containers(State.victim_node, list(State.victims.values()))) >= 2 * len(State.victims)
 
@@ -172,7 +186,6 @@ def test_pods_are_evicted_after_their_toleration_and_replaced_on_the_other_worke
         pods = {p["metadata"]["name"]: p for p in _pods(c)}
         return all(pods.get(n, {}).get("metadata", {}).get("deletionTimestamp") for n in State.victims)
 
-    # Pods on the dead node are NotReady (MarkPodsNotReady) before their toleration runs out.
     evicted_at = _until("victims marked for deletion", evicted, TOLERATION + 30, c)
     assert evicted_at - State.not_ready_at <= TOLERATION + SLACK, "eviction later than tolerationSeconds allows"
     taint = next(t for t in c.get("node", State.victim_node)["spec"]["taints"]
@@ -202,6 +215,7 @@ def test_pods_are_evicted_after_their_toleration_and_replaced_on_the_other_worke
     events = c.get("events", "--field-selector", "reason=TaintManagerEviction")["items"]
     assert {e["involvedObject"]["name"] for e in events} >= set(State.victims)
     assert all(p["metadata"]["name"] in State.victims for p in _pods(c) if p["metadata"].get("deletionTimestamp"))
+    assert not c.get("pod", "steadfast")["metadata"].get("deletionTimestamp"), "a forever toleration was not honoured"
     # A user force-deletes one of them (as the docs advise for pods on an unreachable node): it
     # leaves the API at once, while its containers still run on the dead node.
     State.forced = sorted(State.victims)[0]
@@ -226,11 +240,15 @@ def test_returning_agent_tears_down_what_was_deleted_while_it_was_away(cluster: 
         t for t in c.get("node", State.victim_node)["spec"].get("taints") or []
         if t["key"] in (UNREACHABLE, NOT_READY)], 30, c)
     assert len(_serving(c)) == 4
+    # The pod that stayed is re-adopted, not restarted, and Ready again.
+    steadfast = c.wait_pod("steadfast", _is_ready, timeout=30)
+    status = steadfast["status"]["containerStatuses"][0]
+    assert (status["containerID"], status["restartCount"]) == (State.steadfast_container, 0)
 
 
 def test_cluster_down_leaves_nothing_behind_even_with_an_agent_stopped(cluster: MultiNodeCluster) -> None:
     c = cluster
-    uids = [p["metadata"]["uid"] for p in _pods(c)]
+    uids = [p["metadata"]["uid"] for p in [*_pods(c), c.get("pod", "steadfast")]]
     # The worker running every pod loses its agent just before the cluster goes down: down must
     # still stop and remove those containers.
     stopped = cluster_command("stop-node", "--name", c.name, "--data-dir", c.data_dir, State.other_node, timeout=60)
