@@ -37,13 +37,15 @@ def _can_ignore_pdb(pod: Obj) -> bool:
 
 
 def delete_options(eviction: Obj, dry_run: bool) -> DeleteOptions:
-    opts = eviction.get("deleteOptions") or {}
+    opts = eviction.get("deleteOptions")
+    opts = {} if opts is None else opts
     if not isinstance(opts, dict):
         raise errors.BadRequest("deleteOptions: must be an object")
     grace = opts.get("gracePeriodSeconds")
     if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
         raise errors.BadRequest("deleteOptions.gracePeriodSeconds: must be an integer")
-    pre = opts.get("preconditions") or {}
+    pre = opts.get("preconditions")
+    pre = {} if pre is None else pre
     if not isinstance(pre, dict):
         raise errors.BadRequest("deleteOptions.preconditions: must be an object")
     return DeleteOptions(grace_period_seconds=grace, precondition_uid=pre.get("uid") or None,
@@ -69,7 +71,10 @@ async def matching_budgets(server: APIServer, pod: Obj) -> list[Obj]:
 
 async def evict(server: APIServer, pods: Store, namespace: str, name: str, eviction: Obj, dry_run: bool) -> None:
     """Delete the pod if its budget allows; raises the Status error kube answers otherwise."""
-    md = eviction.get("metadata") or {}
+    md = eviction.get("metadata")
+    md = {} if md is None else md
+    if not isinstance(md, dict):
+        raise errors.BadRequest("metadata: must be an object")
     if md.get("name") and md["name"] != name:
         raise errors.BadRequest("name in URL does not match name in Eviction object")
     opts = delete_options(eviction, dry_run)
