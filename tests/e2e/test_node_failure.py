@@ -54,7 +54,7 @@ DEPLOYMENT: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiNodeCluster]:
+def failing_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiNodeCluster]:
     if os.geteuid() != 0:
         pytest.fail("end-to-end tests need root (namespaces, runc, CNI)")
     base = str(tmp_path_factory.mktemp("pk-fail"))
@@ -118,17 +118,18 @@ def _agent_pid(c: MultiNodeCluster, node: str) -> int:
         return int(json.load(f).get(f"agent-{node}") or 0)
 
 
-def test_default_toleration_seconds_are_added_to_pods_without_their_own(cluster: MultiNodeCluster) -> None:
+def test_default_toleration_seconds_are_added_to_pods_without_their_own(
+        failing_cluster: MultiNodeCluster) -> None:
     plain = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
              "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}
-    out = json.loads(cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
+    out = json.loads(failing_cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
                                      input=json.dumps(plain)).stdout)
     tolerations = {(t["key"], t.get("effect"), t.get("tolerationSeconds")) for t in out["spec"]["tolerations"]}
     assert tolerations == {(NOT_READY, "NoExecute", 300), (UNREACHABLE, "NoExecute", 300)}
 
 
-def test_deployment_spreads_over_both_workers(cluster: MultiNodeCluster) -> None:
-    c = cluster
+def test_deployment_spreads_over_both_workers(failing_cluster: MultiNodeCluster) -> None:
+    c = failing_cluster
     c.apply(DEPLOYMENT)
     _until("4 pods serving", lambda: len(_serving(c)) == 4, 120, c)
     by_node: dict[str, list[dict[str, Any]]] = {}
@@ -149,8 +150,8 @@ def test_deployment_spreads_over_both_workers(cluster: MultiNodeCluster) -> None
     State.steadfast_container = steadfast["status"]["containerStatuses"][0]["containerID"]
 
 
-def test_stopped_agent_makes_its_node_not_ready_and_tainted(cluster: MultiNodeCluster) -> None:
-    c = cluster
+def test_stopped_agent_makes_its_node_not_ready_and_tainted(failing_cluster: MultiNodeCluster) -> None:
+    c = failing_cluster
     pid = _agent_pid(c, State.victim_node)
     assert pid > 0
     stopped = cluster_command("stop-node", "--name", c.name, "--data-dir", c.data_dir, State.victim_node, timeout=60)
@@ -180,8 +181,9 @@ def test_stopped_agent_makes_its_node_not_ready_and_tainted(cluster: MultiNodeCl
     assert len(_containers(State.victim_node, list(State.victims.values()))) >= 2 * len(State.victims)
 
 
-def test_pods_are_evicted_after_their_toleration_and_replaced_on_the_other_worker(cluster: MultiNodeCluster) -> None:
-    c = cluster
+def test_pods_are_evicted_after_their_toleration_and_replaced_on_the_other_worker(
+        failing_cluster: MultiNodeCluster) -> None:
+    c = failing_cluster
 
     def evicted() -> bool:
         pods = {p["metadata"]["name"]: p for p in _pods(c)}
@@ -224,8 +226,9 @@ def test_pods_are_evicted_after_their_toleration_and_replaced_on_the_other_worke
     assert State.forced not in {p["metadata"]["name"] for p in _pods(c)}
 
 
-def test_returning_agent_tears_down_what_was_deleted_while_it_was_away(cluster: MultiNodeCluster) -> None:
-    c = cluster
+def test_returning_agent_tears_down_what_was_deleted_while_it_was_away(
+        failing_cluster: MultiNodeCluster) -> None:
+    c = failing_cluster
     uids = list(State.victims.values())
     assert _containers(State.victim_node, uids), "the dead agent's containers should still be there"
     t0 = time.monotonic()
@@ -251,8 +254,9 @@ def test_returning_agent_tears_down_what_was_deleted_while_it_was_away(cluster: 
     assert (status["containerID"], status["restartCount"]) == (State.steadfast_container, 0)
 
 
-def test_cluster_down_leaves_nothing_behind_even_with_an_agent_stopped(cluster: MultiNodeCluster) -> None:
-    c = cluster
+def test_cluster_down_leaves_nothing_behind_even_with_an_agent_stopped(
+        failing_cluster: MultiNodeCluster) -> None:
+    c = failing_cluster
     uids = [p["metadata"]["uid"] for p in [*_pods(c), c.get("pod", "steadfast")]]
     # The worker running every pod loses its agent just before the cluster goes down: down must
     # still stop and remove those containers.
