@@ -80,7 +80,7 @@ async def evict(server: APIServer, pods: Store, namespace: str, name: str, evict
     opts = delete_options(eviction, dry_run)
     pod = await pods.get(namespace, name)
     if _can_ignore_pdb(pod):
-        await pods.delete(namespace, name, opts)
+        await _mark_and_delete(pods, namespace, name, opts)
         return
     budgets = await matching_budgets(server, pod)
     if len(budgets) > 1:
@@ -98,6 +98,35 @@ async def evict(server: APIServer, pods: Store, namespace: str, name: str, evict
             opts.precondition_rv = opts.precondition_rv or pod["metadata"].get("resourceVersion")
         else:
             await _take_disruption(server, pdb, name, opts.dry_run)
+    await _mark_and_delete(pods, namespace, name, opts)
+
+
+async def _mark_and_delete(pods: Store, namespace: str, name: str, opts: DeleteOptions) -> None:
+    """The DisruptionTarget condition (EvictionByEvictionAPI) on the latest pod, then the delete;
+    the caller's preconditions hold for the pod as it was, and move to our own write."""
+    if not opts.dry_run:
+        async def mark(pod: Obj) -> Obj:
+            md = pod["metadata"]
+            if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
+                raise pods.conflict(name, f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
+                                          f"UID in object meta: {md.get('uid')}")
+            if opts.precondition_rv and opts.precondition_rv != md.get("resourceVersion"):
+                raise pods.conflict(name, "Precondition failed: ResourceVersion in precondition: "
+                                          f"{opts.precondition_rv}, ResourceVersion in object meta: "
+                                          f"{md.get('resourceVersion')}")
+            status = pod.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+            old: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "DisruptionTarget"), {})
+            status["conditions"] = [*conds, {
+                "type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                "message": "Eviction API: evicting",
+                "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == "True"
+                else meta.now_rfc3339()}]
+            return pod
+
+        updated = await pods.guaranteed_update(namespace, name, mark, WriteOptions(), subresource="status")
+        if opts.precondition_rv:
+            opts.precondition_rv = updated["metadata"].get("resourceVersion")
     await pods.delete(namespace, name, opts)
 
 

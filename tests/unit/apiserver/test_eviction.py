@@ -99,6 +99,9 @@ async def test_one_disruption_is_taken_and_the_next_eviction_refused(server: Ser
     await add_pdb(server, "b", allowed=1)
     await evict(server, server.stores["pods"], "ns", "p1", {}, False)  # type: ignore[arg-type]
     assert await deleting(server, "p1")
+    pod = await server.stores["pods"].get("ns", "p1")  # graceful: still there, terminating
+    assert [(c["reason"], c["message"]) for c in pod["status"]["conditions"] if c["type"] == "DisruptionTarget"] == [
+        ("EvictionByEvictionAPI", "Eviction API: evicting")]
     status = await budget(server)
     assert status["disruptionsAllowed"] == 0 and set(status["disruptedPods"]) == {"p1"}
     assert [(c["type"], c["status"], c["reason"]) for c in status["conditions"]] == [
@@ -174,3 +177,18 @@ async def test_bad_input_is_a_400(server: Server) -> None:
                  {"deleteOptions": {"preconditions": "x"}}):
         with pytest.raises(errors.BadRequest):
             await evict(server, server.stores["pods"], "ns", "p1", body, False)  # type: ignore[arg-type]
+
+
+async def test_preconditions_hold_for_the_pod_as_the_caller_saw_it(server: Server) -> None:
+    await add_pod(server, "p1")
+    rv = (await server.stores["pods"].get("ns", "p1"))["metadata"]["resourceVersion"]
+    with pytest.raises(errors.Conflict):
+        await evict(server, server.stores["pods"], "ns", "p1",  # type: ignore[arg-type]
+                    {"deleteOptions": {"preconditions": {"resourceVersion": "1"}}}, False)
+    with pytest.raises(errors.Conflict):
+        await evict(server, server.stores["pods"], "ns", "p1",  # type: ignore[arg-type]
+                    {"deleteOptions": {"preconditions": {"uid": "someone-else"}}}, False)
+    assert not await deleting(server, "p1")
+    await evict(server, server.stores["pods"], "ns", "p1",  # type: ignore[arg-type]
+                {"deleteOptions": {"preconditions": {"resourceVersion": rv}}}, False)
+    assert await deleting(server, "p1")
