@@ -13,6 +13,9 @@ first (so `down` can undo even a half-made cluster), then starts a detached supe
 The supervisor records its children's pids in `<data-dir>/pids.json`. `up` returns when every
 node is Ready and prints the admin kubeconfig path.
 
+`stop-node` / `start-node` (node_power.py) kill one agent and keep it down through a hold file
+the supervisor honours, then let it start again: a failed node, on demand.
+
 `down` cordons the nodes and deletes the pods first (so each kubelet tears its sandboxes down),
 then stops the supervisor and every process of the cluster by pid (its descendants, anything
 left in a node namespace or a node cgroup), then removes the namespaces, veths, the switch (and
@@ -126,7 +129,7 @@ def load_state(name: str, data_dir: str) -> ClusterState:
 
 
 def add_parser(sub: Any) -> None:
-    """Register `cluster up|down|supervise` on the top-level subparsers."""
+    """Register `cluster up|down|stop-node|start-node|supervise` on the top-level subparsers."""
     cluster = sub.add_parser("cluster", help="a multi-node cluster on this machine (nodes as network namespaces)")
     csub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = csub.add_parser("up", help="create the switch, node namespaces, server and agents; wait until Ready")
