@@ -8,7 +8,8 @@ first (so `down` can undo even a half-made cluster), then starts a detached supe
   plus its controller-manager and scheduler);
 * one agent per node, `nsenter --net=/run/netns/pk<name>-node<i> python -m pocketkube agent …`:
   node0 is the master (labelled control-plane and tainted NoSchedule, so it runs system pods
-  only, as in the seed), node1..N are workers.
+  only, as in the seed), node1..N are workers;
+* one cluster DNS per node, in the node's namespace on the DNS Service IP (10.43.0.10 on its lo).
 
 The supervisor records its children's pids in `<data-dir>/pids.json`. `up` returns when every
 node is Ready and prints the admin kubeconfig path.
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import glob
+import ipaddress
 import json
 import os
 import shutil
@@ -285,6 +287,12 @@ async def supervise(data_dir: str) -> None:
             "--cluster-cidr", state.cluster_cidr, "--service-cidr", state.service_cidr,
             *(["--control-plane", "--control-plane-taint"] if node.master else [])],
             log_path=os.path.join(node_dir, "agent.log"), env=child_env()))
+        # Cluster DNS on every node, on the DNS Service IP added to the node's own lo (as the
+        # single-node server does on the host): pods reach it without leaving their node.
+        agents.append(ChildProcess(f"dns-{node.name}", [
+            "nsenter", f"--net={netns_path}", "--", *py, "dns", "--kubeconfig", state.kubeconfig,
+            "--listen", f"{dns_ip(state.service_cidr)}:53", "--bind-dev", "lo"],
+            log_path=os.path.join(node_dir, "dns.log"), env=child_env()))
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(server.run(), name="server")]
     recorder = asyncio.create_task(_record_pids(data_dir, [server, *agents]), name="pids")
     try:
@@ -302,6 +310,11 @@ async def supervise(data_dir: str) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(recorder, *tasks, return_exceptions=True)
+
+
+def dns_ip(service_cidr: str) -> str:
+    """The cluster DNS Service IP: the 10th address of the service CIDR (as `pocketkube server`)."""
+    return str(ipaddress.ip_network(service_cidr).network_address + 10)
 
 
 async def _record_pids(data_dir: str, children: list[ChildProcess]) -> None:
