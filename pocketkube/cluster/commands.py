@@ -287,13 +287,8 @@ async def supervise(data_dir: str) -> None:
             "--cluster-cidr", state.cluster_cidr, "--service-cidr", state.service_cidr,
             *(["--control-plane", "--control-plane-taint"] if node.master else [])],
             log_path=os.path.join(node_dir, "agent.log"), env=child_env()))
-        # Cluster DNS on every node, on the DNS Service IP added to the node's own lo (as the
-        # single-node server does on the host): pods reach it without leaving their node.
-        agents.append(ChildProcess(f"dns-{node.name}", [
-            "nsenter", f"--net={netns_path}", "--", *py, "dns", "--kubeconfig", state.kubeconfig,
-            "--listen", f"{dns_ip(state.service_cidr)}:53", "--bind-dev", "lo"],
-            log_path=os.path.join(node_dir, "dns.log"), env=child_env()))
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(server.run(), name="server")]
+    agents += dns_children(state, py)
     recorder = asyncio.create_task(_record_pids(data_dir, [server, *agents]), name="pids")
     try:
         for _ in range(6000):  # the server writes the join token once it serves
@@ -310,6 +305,15 @@ async def supervise(data_dir: str) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(recorder, *tasks, return_exceptions=True)
+
+
+def dns_children(state: ClusterState, py: list[str]) -> list[ChildProcess]:
+    """Cluster DNS on every node, on the DNS Service IP added to the node's own lo (as the
+    single-node server does on the host): pods reach it without leaving their node."""
+    return [ChildProcess(f"dns-{node.name}", [
+        "nsenter", f"--net={os.path.join(network.NETNS_DIR, node.netns)}", "--", *py, "dns",
+        "--kubeconfig", state.kubeconfig, "--listen", f"{dns_ip(state.service_cidr)}:53", "--bind-dev", "lo"],
+        log_path=os.path.join(state.node_dir(node), "dns.log"), env=child_env()) for node in state.nodes]
 
 
 def dns_ip(service_cidr: str) -> str:

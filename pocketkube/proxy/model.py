@@ -103,9 +103,8 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
         ns, name = str(md.get("namespace") or "default"), str(md.get("name") or "")
         externals = [ip for ip in spec.get("externalIPs") or [] if _is_ipv4(ip)]
         if spec.get("type") == "LoadBalancer":
-            # ipMode Proxy: the balancer itself delivers to the node, so kube-proxy leaves that IP alone
             externals += [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                          if _is_ipv4(i.get("ip")) and i.get("ipMode") != "Proxy"]
+                          if _is_ipv4(i.get("ip"))]
         affinity = 0
         if spec.get("sessionAffinity") == "ClientIP":
             cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})

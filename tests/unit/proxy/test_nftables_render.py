@@ -140,14 +140,6 @@ def test_nodes_behind_an_uplink_masquerade_external_traffic_to_other_nodes_pods(
     assert text.count("masquerade") == 2
 
 
-def test_load_balancer_ip_mode_proxy_is_left_to_the_balancer() -> None:
-    services, slices = mixed()
-    services[3]["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.50", "ipMode": "Proxy"},
-                                                          {"ip": "192.0.2.51", "ipMode": "VIP"}]}}
-    text = render(service_ports(services, slices), NODE)
-    assert "192.0.2.51 . tcp . 80 : goto ext-" in text and "192.0.2.50" not in text
-
-
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None, reason="nft -c needs root")
 def test_golden_scripts_parse_with_nft() -> None:
     services, slices = mixed()
