@@ -112,7 +112,7 @@ def _age_key(svc: Obj) -> tuple[str, str, str]:
 
 class ServiceLBController(Controller):
     name = "service-lb"
-    workers = 2
+    workers = 4  # pool operations are synchronous (atomic between awaits); the time is in API round trips
 
     def __init__(self, client: APIClient, *, pool: list[str] | None = None) -> None:
         super().__init__()
