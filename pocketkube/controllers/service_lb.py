@@ -30,7 +30,7 @@ from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.pod_util import condition
-from pocketkube.controllers.service_lb_pool import AddressPool, PoolError
+from pocketkube.controllers.service_lb_pool import AddressPool, NoAddress
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class ServiceLBController(Controller):
         try:
             ips = self.wanted(key, svc)
             problem = "" if ips else "There are no available nodes for LoadBalancer"
-        except PoolError as e:
+        except NoAddress as e:
             ips, problem = [], str(e)
             if self.pool is not None and self.pool.release(key) is not None:
                 self._retry_pending()
@@ -200,7 +200,7 @@ class ServiceLBController(Controller):
         self._reported[key] = problem
 
     def wanted(self, key: str, svc: Obj) -> list[str]:
-        """The ingress IPs the Service should show (raises PoolError when it can get none)."""
+        """The ingress IPs the Service should show (raises NoAddress when it can get none)."""
         spec = svc.get("spec") or {}
         if self.pool is not None:
             current = ingress_ips(svc)
@@ -211,7 +211,7 @@ class ServiceLBController(Controller):
         assert self.nodes is not None and self.slices is not None
         clash = self.port_clash(key, svc)
         if clash:
-            raise PoolError(clash)
+            raise NoAddress(clash)
         only = None
         if spec.get("externalTrafficPolicy") == "Local":
             ns, name = key.split("/", 1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 
 
-class PoolError(Exception):
+class NoAddress(Exception):
     """No address can be given; the message says why (it becomes the Service's Warning event)."""
 
 
@@ -95,11 +95,11 @@ class AddressPool:
             if held == requested:
                 return held
             if not self.contains(requested):
-                raise PoolError(f"requested loadBalancerIP {requested} is not in the pool "
+                raise NoAddress(f"requested loadBalancerIP {requested} is not in the pool "
                                 f"{', '.join(map(str, self.networks))}")
             owner = self._owner.get(requested)
             if owner is not None and owner != key:
-                raise PoolError(f"requested loadBalancerIP {requested} is already allocated to {owner}")
+                raise NoAddress(f"requested loadBalancerIP {requested} is already allocated to {owner}")
             self.release(key)
             self._take(key, requested)
             return requested
@@ -114,7 +114,7 @@ class AddressPool:
                     self._cursor = (index + 1) % total
                     self._take(key, ip)
                     return ip
-        raise PoolError(f"no free address left in the pool {', '.join(map(str, self.networks))}")
+        raise NoAddress(f"no free address left in the pool {', '.join(map(str, self.networks))}")
 
     def _take(self, key: str, ip: str) -> None:
         self._owner[ip] = key

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pocketkube.controllers.service_lb import ServiceLBController, node_addresses
-from pocketkube.controllers.service_lb_pool import AddressPool, PoolError, parse_pool
+from pocketkube.controllers.service_lb_pool import AddressPool, NoAddress, parse_pool
 from tests.unit.controllers.fake_api import FakeAPI
 
 Obj = dict[str, Any]
@@ -24,7 +24,7 @@ def test_pool_hands_out_each_address_once_and_skips_network_and_broadcast() -> N
     got = [pool.allocate(f"ns/s{i}") for i in range(4)]
     assert got == ["198.51.100.1", "198.51.100.2", "198.51.100.8", "198.51.100.9"]
     assert pool.allocate("ns/s0") == "198.51.100.1"  # asking again gives the same one
-    with pytest.raises(PoolError, match="no free address"):
+    with pytest.raises(NoAddress, match="no free address"):
         pool.allocate("ns/s4")
     assert pool.release("ns/s1") == "198.51.100.2"
     assert pool.allocate("ns/s4") == "198.51.100.2"
@@ -41,11 +41,11 @@ def test_released_addresses_are_reused_last() -> None:
 def test_requested_address_in_the_pool_free_or_taken() -> None:
     pool = AddressPool(["10.200.0.0/24"])
     assert pool.allocate("ns/a", "10.200.0.77") == "10.200.0.77"
-    with pytest.raises(PoolError, match="already allocated to ns/a"):
+    with pytest.raises(NoAddress, match="already allocated to ns/a"):
         pool.allocate("ns/b", "10.200.0.77")
-    with pytest.raises(PoolError, match="not in the pool"):
+    with pytest.raises(NoAddress, match="not in the pool"):
         pool.allocate("ns/b", "10.201.0.5")
-    with pytest.raises(PoolError, match="not in the pool"):
+    with pytest.raises(NoAddress, match="not in the pool"):
         pool.allocate("ns/b", "not-an-ip")
     assert pool.allocate("ns/a", "10.200.0.78") == "10.200.0.78"  # changing the request moves it
     assert pool.holder("10.200.0.77") is None
