@@ -5,7 +5,8 @@ Every `type: LoadBalancer` Service with no `spec.loadBalancerClass` (or pocketku
 already DNATs those addresses (proxy/model.py), so nothing else has to forward them.
 
 * Node mode (the default, as k3s ServiceLB): the IPs of the nodes a svclb pod could run on —
-  Ready, not cordoned, no NoSchedule/NoExecute taint but the control-plane ones svclb tolerates,
+  Ready, not cordoned (k3s's pods would outlive a cordon; here a node being drained leaves the
+  balancer), no NoSchedule/NoExecute taint but the control-plane ones svclb tolerates,
   not labelled `node.kubernetes.io/exclude-from-external-load-balancers`, and, once any node has
   the `ENABLE_LABEL` label, only the nodes where it is "true". ExternalIPs win over InternalIPs
   if any chosen node has one (k3s `podIPs`); with `externalTrafficPolicy: Local` only nodes with
