@@ -43,12 +43,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv.stop()
 
 
-def fleet(server: ServerProcess, prefix: str, count: int) -> subprocess.Popen[bytes]:
+def fleet(server: ServerProcess, prefix: str, count: int, *extra: str) -> subprocess.Popen[bytes]:
     with open(os.path.join(server.data_dir, "token")) as f:
         token = f.read().strip()
     return subprocess.Popen([sys.executable, "-m", "pocketkube", "agent", "--hollow", "--count", str(count),
                              "--name-prefix", prefix, "--server", server.url, "--token", token,
-                             "--lease-interval", "1"], cwd=REPO, stdin=subprocess.DEVNULL,
+                             "--lease-interval", "1", *extra], cwd=REPO, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -164,3 +164,29 @@ def test_out_of_service_taint_releases_pods_stuck_terminating_on_a_dead_node(ser
     run_kubectl(server, "taint", "nodes", "hollow-d-0", "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute")
     wait(lambda: run_kubectl(server, "get", "pod", "stuck", check=False).returncode != 0, timeout=15)
     run_kubectl(server, "delete", "node", "hollow-d-0")
+
+
+def test_hollow_pod_status_off_leaves_bound_pods_alone(server: ServerProcess) -> None:
+    """`--hollow-pod-status off` (scheduler benchmarks, like scheduler_perf's kubelet-less nodes):
+    pods bound to the fleet stay Pending, while a default fleet moves its pods to Running."""
+    moving, still = fleet(server, "hollow-on-", 1), fleet(server, "hollow-off-", 1, "--hollow-pod-status", "off")
+    try:
+        for node in ("hollow-on-0", "hollow-off-0"):
+            wait(lambda node=node: run_kubectl(server, "get", "node", node, check=False).returncode == 0)
+        for name, node in (("moved", "hollow-on-0"), ("left", "hollow-off-0")):
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                   "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox:1.36"}]}}
+            run_kubectl(server, "apply", "-f", "-", input=json.dumps(pod))
+
+        def phase(name: str) -> str | None:
+            got: str | None = json.loads(run_kubectl(server, "get", "pod", name, "-o", "json").stdout)["status"] \
+                .get("phase")
+            return got
+        wait(lambda: phase("moved") == "Running")
+        time.sleep(1)
+        assert phase("left") == "Pending"
+    finally:
+        for proc in (moving, still):
+            proc.terminate()
+            proc.wait(10)
+        run_kubectl(server, "delete", "pod", "moved", "left", "--grace-period=0", "--force", check=False)
