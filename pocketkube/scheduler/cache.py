@@ -28,6 +28,10 @@ class SchedulerCache:
         self.owner_counts: dict[str, dict[str, int]] = {}
         self.anti_affinity_pods = 0  # pods with required anti-affinity anywhere: InterPodAffinity fast skip
         self.affinity_pods = 0
+        # the nodes holding such pods, so InterPodAffinity walks those rather than every node
+        # (kube's HavePodsWithAffinityList / HavePodsWithRequiredAntiAffinityList)
+        self.affinity_nodes: set[str] = set()
+        self.anti_affinity_nodes: set[str] = set()
         self.zoned_nodes: set[str] = set()  # nodes with a zone label: default zone spreading applies
         self.tainted_nodes: set[str] = set()  # NoSchedule/NoExecute taints: TaintToleration must filter
         self.prefer_tainted_nodes: set[str] = set()  # PreferNoSchedule taints: TaintToleration scores
@@ -41,6 +45,15 @@ class SchedulerCache:
         if self._node_list is None:
             self._node_list = [n for _, n in sorted(self.nodes.items()) if n.node is not None]
         return self._node_list
+
+    def real_nodes(self, names: set[str]) -> list[NodeInfo]:
+        """The NodeInfos of `names` whose Node we have (ghosts left out, like node_list())."""
+        out = []
+        for name in names:
+            info = self.nodes.get(name)
+            if info is not None and info.node is not None:
+                out.append(info)
+        return out
 
     def add_node(self, node: Obj) -> NodeInfo:
         name = str((node.get("metadata") or {}).get("name") or "")
@@ -79,6 +92,10 @@ class SchedulerCache:
         if info is None:
             info = self.nodes[node_name] = NodeInfo(node_name)
         info.add_pod(pod)
+        if pod.has_pod_affinity:
+            self.affinity_nodes.add(node_name)
+        if pod.anti_affinity:
+            self.anti_affinity_nodes.add(node_name)
         self.pods[pod.key] = pod
         self.pod_node[pod.key] = node_name
         if pod.owner_uid:
@@ -97,6 +114,10 @@ class SchedulerCache:
         info = self.nodes.get(node_name)
         if info is not None:
             info.remove_pod(key)
+            if not info.affinity_pods:
+                self.affinity_nodes.discard(node_name)
+            if not info.anti_affinity_pods:
+                self.anti_affinity_nodes.discard(node_name)
             if info.node is None and not info.pods:
                 del self.nodes[node_name]
         if pod.owner_uid:

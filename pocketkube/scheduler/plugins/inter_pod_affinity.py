@@ -53,10 +53,14 @@ class _State:
         self.self_match = False
 
 
-def count_pairs(pod: PodInfo, nodes: Iterable[NodeInfo], ns_labels: dict[str, dict[str, str]]) -> _State:
-    """The pure part of PreFilter: topology-pair counts over the given nodes."""
+def count_pairs(pod: PodInfo, nodes: Iterable[NodeInfo], ns_labels: dict[str, dict[str, str]],
+                anti_nodes: Iterable[NodeInfo] | None = None) -> _State:
+    """The pure part of PreFilter: topology-pair counts. Existing pods' anti-affinity is looked for
+    on `anti_nodes` (the nodes holding such pods; default: `nodes`); the incoming pod's own terms
+    are matched against the pods of every node in `nodes`, and only when it has such terms."""
     st = _State()
-    for node in nodes:
+    nodes = list(nodes)
+    for node in nodes if anti_nodes is None else anti_nodes:
         labels = node.labels
         for existing in node.anti_affinity_pods.values():
             for term in existing.anti_affinity:
@@ -64,7 +68,9 @@ def count_pairs(pod: PodInfo, nodes: Iterable[NodeInfo], ns_labels: dict[str, di
                 if value is not None and term.matches(pod, ns_labels):
                     pair = (term.topology_key, value)
                     st.existing_anti[pair] = st.existing_anti.get(pair, 0) + 1
-        if pod.affinity or pod.anti_affinity:
+    if pod.affinity or pod.anti_affinity:
+        for node in nodes:
+            labels = node.labels
             for existing in node.pods.values():
                 for terms, counts in ((pod.affinity, st.affinity), (pod.anti_affinity, st.anti)):
                     for term in terms:
@@ -109,7 +115,11 @@ class InterPodAffinity:
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status | None:
         if not pod.affinity and not pod.anti_affinity and not self.cache.anti_affinity_pods:
             return SKIP
-        state[NAME] = count_pairs(pod, self.cache.node_list(), self.cache.ns_labels)
+        cache = self.cache
+        # only nodes with required anti-affinity pods can reject for "existing pods"; the incoming
+        # pod's own terms need every node, and only when it has any
+        all_nodes = cache.node_list() if pod.affinity or pod.anti_affinity else []
+        state[NAME] = count_pairs(pod, all_nodes, cache.ns_labels, cache.real_nodes(cache.anti_affinity_nodes))
         return None
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
@@ -131,8 +141,10 @@ class InterPodAffinity:
                 pair = (term.topology_key, value)
                 scores[pair] = scores.get(pair, 0) + weight
 
-        for node in self.cache.node_list():
-            # with no preferred terms of its own, only pods that carry affinity can contribute
+        # with no preferred terms of its own, only pods that carry affinity can contribute, so
+        # only the nodes holding such pods are walked
+        nodes_to_walk = self.cache.node_list() if has_preferred else self.cache.real_nodes(self.cache.affinity_nodes)
+        for node in nodes_to_walk:
             existing_pods = node.pods if has_preferred else node.affinity_pods
             for existing in existing_pods.values():
                 for w, term in pod.preferred_affinity:

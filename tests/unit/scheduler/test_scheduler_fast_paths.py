@@ -209,3 +209,32 @@ def test_rotation_resumes_after_the_last_used_node() -> None:
     got, _ = fw2.find_nodes_that_fit(CycleState(), PodInfo(pod("b", cpu="500m")), full.node_list())
     # chunk 1 (m000-m099) gives 50, chunk 2 (64 nodes, m100-m163) 64 more: only m100-m149 are used
     assert len(got) == 100 and got[-1].name == "m149" and fw2.next_start == 150
+
+
+def test_affinity_walks_only_the_nodes_holding_affinity_pods() -> None:
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    likes = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "web"}},
+                                            "topologyKey": "kubernetes.io/hostname"}}]}}
+    cache = SchedulerCache()
+    for i in range(300):
+        cache.add_node(node(f"n{i:03d}"))
+    guard = PodInfo(pod("guard", labels={"app": "guard"}, affinity=anti))
+    fan = PodInfo(pod("fan", labels={"app": "fan"}, affinity=likes))
+    cache.assume(guard, "n007")
+    cache.add_pod(PodInfo({**fan.obj, "spec": {**fan.obj["spec"], "nodeName": "n100"}}))
+    assert cache.anti_affinity_nodes == {"n007"} and cache.affinity_nodes == {"n007", "n100"}
+    fw = new_framework(Profile(), cache, rng=random.Random(5))
+    for i in range(40):  # db pods: never next to the guard (its anti-affinity selects them)
+        p = PodInfo(pod(f"db{i}", labels={"app": "db"}))
+        chosen = fw.schedule(p, cache.node_list())
+        assert chosen.name != "n007"
+        cache.assume(p, chosen.name)
+    web = PodInfo(pod("web", labels={"app": "web"}))  # the fan's preferred affinity pulls web pods to n100
+    full = new_framework(Profile(percentage_of_nodes_to_score=100), cache, rng=random.Random(5))
+    assert full.schedule(web, cache.node_list()).name == "n100"
+    cache.forget("default/guard")
+    assert cache.anti_affinity_nodes == set() and cache.affinity_nodes == {"n100"}
+    cache.remove_pod("default/fan")
+    assert cache.affinity_nodes == set()
