@@ -3,7 +3,9 @@
 The hot loop is `find_nodes_that_fit`: filters are bound methods in kube's order, a node stops at
 the first rejecting plugin, and the scan stops once `num_feasible_nodes_to_find` nodes fit (kube's
 adaptive percentageOfNodesToScore: 50% - nodes/125, at least 5% and at least 100 nodes), starting
-where the previous cycle stopped so every node gets its turn.
+where the previous cycle stopped so every node gets its turn. Scoring then costs O(sample) in C
+where it can: plugins whose score depends only on the pod's requests and the node's totals are
+memoised on the NodeInfo (`score_key`), and per-plugin sums run through map/operator.
 """
 
 from __future__ import annotations
