@@ -7,7 +7,7 @@ The layout follows kube-proxy's nftables mode in spirit (reference/platform.md �
 * a `svc-…` chain per Service port: ClientIP affinity lookups, then exact round-robin over the
   READY endpoints. kube-proxy writes `numgen … mod N vmap { 0 : goto ep1, … }`; each such inline
   map is an anonymous set, and the kernel scans the whole transaction once per anonymous set it
-  binds (`__nft_set_trans_bind`), so a 10,000-Service load took 30–100 s. Up to RULE_CHAIN_MAX
+  binds (`__nft_set_trans_bind`), so a 10,000-Service load took 30 to 100 s. Up to RULE_CHAIN_MAX
   endpoints the chain is instead `numgen inc mod N == 0 goto ep1; numgen inc mod N-1 == 0 goto
   ep2; …; goto epN`: every rule has its own counter and only sees the packets the rules before it
   passed on, so the cycle is still exactly ep1, ep2, …, epN — and no set is created at all;
