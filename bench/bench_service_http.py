@@ -1,0 +1,189 @@
+"""HTTP throughput through a ClusterIP and straight to the pod IP, in the same run (issue 5).
+
+Two throwaway network namespaces: a node `pkt<rand>n` with a bridge `pktbr0` (10.42.0.1/24) and a
+pod `pkt<rand>p` on a veth behind it (10.42.0.2) running a small keep-alive HTTP server (uvloop).
+The real `Proxier` loads its table into the node (1,000 Services, the benchmarked one among
+them) and routes the service CIDR to the bridge, as on a node. wrk runs in the node against the
+pod IP and against the ClusterIP, alternating rounds; the ratio of the medians is the figure
+(target ≥ 0.9). Twice: with keep-alive (DNAT on each connection's first packet, conntrack on every
+packet) and with `Connection: close` (a new connection, so a pass through the service chain, per
+request). A counting table after nat checks that the ClusterIP runs were DNATed by the service chain
+and the pod-IP runs were not. Everything is deleted at the end; nothing leaves the namespaces.
+
+Run (root): .venv/bin/python bench/bench_service_http.py [--seconds 3] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from pocketkube.client.informer import Informer, object_key  # noqa: E402
+from pocketkube.client.rest import APIClient, ClientConfig  # noqa: E402
+from pocketkube.proxy import nftables_apply  # noqa: E402
+from pocketkube.proxy.proxier import Proxier, ProxyConfig  # noqa: E402
+from tests.unit.proxy.fixtures import endpoint, endpoint_slice, many, service  # noqa: E402
+
+POD_IP, VIP = "10.42.0.2", "10.43.0.80"
+SERVER = """
+import asyncio, uvloop
+OK = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nContent-Type: text/plain\\r\\n\\r\\nok"
+BYE = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok"
+class Http(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buf = transport, b""
+    def data_received(self, data):
+        self.buf += data
+        n = self.buf.count(b"\\r\\n\\r\\n")
+        if n:
+            close = b"onnection: close" in self.buf
+            self.buf = self.buf[self.buf.rfind(b"\\r\\n\\r\\n") + 4:]
+            if close:
+                self.transport.write(BYE)
+                self.transport.close()
+            else:
+                self.transport.write(OK * n)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Http, "0.0.0.0", 8080, backlog=1024)
+    print("ready", flush=True)
+    await server.serve_forever()
+uvloop.run(main())
+"""
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True)
+
+
+@contextlib.contextmanager
+def namespaces() -> Iterator[tuple[str, str]]:
+    prefix = f"pkt{random.randrange(16**6):06x}"
+    node, pod = prefix + "n", prefix + "p"
+    ip("netns", "add", node)
+    try:
+        ip("netns", "add", pod)
+        try:
+            ip("-n", node, "link", "set", "lo", "up")
+            ip("-n", node, "link", "add", "pktbr0", "type", "bridge")
+            ip("-n", node, "addr", "add", "10.42.0.1/24", "dev", "pktbr0")
+            ip("-n", node, "link", "set", "pktbr0", "up")
+            ip("-n", node, "link", "add", "pktv0", "type", "veth", "peer", "name", "eth0", "netns", pod)
+            ip("-n", node, "link", "set", "pktv0", "master", "pktbr0", "up")
+            ip("-n", pod, "link", "set", "lo", "up")
+            ip("-n", pod, "addr", "add", f"{POD_IP}/24", "dev", "eth0")
+            ip("-n", pod, "link", "set", "eth0", "up")
+            ip("-n", pod, "route", "add", "default", "via", "10.42.0.1")
+            yield f"/run/netns/{node}", f"/run/netns/{pod}"
+        finally:
+            ip("netns", "delete", pod)
+    finally:
+        ip("netns", "delete", node)
+
+
+def put(inf: Informer, obj: dict[str, object]) -> None:
+    inf.store[object_key(obj)] = obj
+    inf._emit(None, obj)
+
+
+def nft(ns: str, *args: str, stdin: str | None = None) -> str:
+    return subprocess.run(["nsenter", f"--net={ns}", "nft", *args], input=stdin, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def dnat_count(ns: str, table: str) -> int:
+    for item in json.loads(nft(ns, "-j", "list", "table", "ip", table))["nftables"]:
+        for expr in (item.get("rule") or {}).get("expr") or []:
+            if "counter" in expr:
+                return int(expr["counter"]["packets"])
+    raise AssertionError("no counter")
+
+
+def wrk(ns: str, url: str, seconds: int, close: bool) -> float:
+    argv = ["nsenter", f"--net={ns}", "wrk", "-t2", "-c32", f"-d{seconds}s", url]
+    if close:
+        argv[5:5] = ["-H", "Connection: close"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or ("Socket errors" in out and not close):
+        raise AssertionError(f"wrk saw errors:\n{out}")
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert m, out
+    return float(m.group(1))
+
+
+async def load_table(node_ns: str, table: str) -> Proxier:
+    p = Proxier(APIClient(ClientConfig(server="http://127.0.0.1:1")),
+                ProxyConfig(node_name="node-a", bridge="pktbr0", table=table, netns=node_ns, cleanup_on_exit=False))
+    services, slices = many(999)
+    services.append(service("web", VIP, [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]))
+    slices.append(endpoint_slice("web", [endpoint(POD_IP)], [{"name": "http", "port": 8080, "protocol": "TCP"}]))
+    for s in services:
+        put(p.services, s)
+    for s in slices:
+        put(p.slices, s)
+    await p.sync()
+    return p
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench_service_http needs root (network namespaces and nft)")
+    table = f"pkt{random.randrange(16**6):06x}"
+    with namespaces() as (node_ns, pod_ns):
+        server = subprocess.Popen(["nsenter", f"--net={pod_ns}", sys.executable, "-c", SERVER],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            p = asyncio.run(load_table(node_ns, table))
+            nft(node_ns, "-f", "-", stdin=f"table ip {table}c {{\n  chain post {{\n"
+                "    type filter hook postrouting priority 200; policy accept;\n"
+                f"    ct state new ct status dnat ip daddr {POD_IP} tcp dport 8080 counter\n  }}\n}}\n")
+            print(f"1,000 Services in the table; wrk -t2 -c32 -d{args.seconds}s, {args.rounds} rounds each, "
+                  f"load {loadavg()}", flush=True)
+            for close in (False, True):
+                direct: list[float] = []
+                via: list[float] = []
+                for _ in range(args.rounds):
+                    before = dnat_count(node_ns, table + "c")
+                    direct.append(wrk(node_ns, f"http://{POD_IP}:8080/", args.seconds, close))
+                    assert dnat_count(node_ns, table + "c") == before, "pod-IP traffic went through DNAT"
+                    via.append(wrk(node_ns, f"http://{VIP}/", args.seconds, close))
+                    dnated = dnat_count(node_ns, table + "c") - before
+                    assert dnated >= 32, f"only {dnated} connections were DNATed by the service chain"
+                    time.sleep(0.2)
+                ratio = statistics.median(via) / statistics.median(direct)
+                label = "Connection: close" if close else "keep-alive      "
+                print(f"  {label}: pod IP {statistics.median(direct):8.0f} req/s  ClusterIP "
+                      f"{statistics.median(via):8.0f} req/s  ratio {ratio:.3f}  "
+                      f"(rounds pod {[round(x) for x in direct]}, ClusterIP {[round(x) for x in via]}) "
+                      f"load {loadavg()}", flush=True)
+            asyncio.run(nftables_apply.delete_table(p.config.table, netns=node_ns))
+            nft(node_ns, "delete", "table", "ip", table + "c")
+        finally:
+            server.terminate()
+            server.wait(5)
+
+
+if __name__ == "__main__":
+    main()
