@@ -16,6 +16,9 @@ deleted at the end), with a unique table name, so no rule ever touches the host.
 - with `--api`: the same end to end from a real `pocketkube apiserver` on loopback — PUT of the
   EndpointSlice → watch → informer → diff → kernel.
 
+Each size runs with libnftables in-process and with the `nft -f -` CLI (`--backends`); with
+libnftables nft's parser and the kernel's work count as the proxier's own ("py") CPU.
+
 Run (root): .venv/bin/python bench/bench_proxy.py [--sizes 1000,10000] [--changes 200] [--api]
 """
 
@@ -133,7 +136,7 @@ def proxier(ns: str, table: str, server: str = "http://127.0.0.1:1", client: API
     return Proxier(client or APIClient(ClientConfig(server=server)), config)
 
 
-async def full_sync_bench(n: int, ns: str, tmp: str) -> Proxier:
+async def full_sync_bench(n: int, ns: str, tmp: str, *, floors: bool) -> Proxier:
     table = f"pkt{random.randrange(16**6):06x}"
     services, slices = many(n)
     p = proxier(ns, table)
@@ -145,13 +148,19 @@ async def full_sync_bench(n: int, ns: str, tmp: str) -> Proxier:
         await p.sync()
     ruleset = p.ruleset()
     assert ruleset is not None
-    path = os.path.join(tmp, f"{table}.nft")
     script = ruleset.script()
-    with open(path, "w") as f:
-        f.write(script)
     p._full = True
     with Cost() as reload:
         await p.sync()
+    backend = nftables_apply.BACKEND
+    print(f"{n:>6} Services, script {len(script) / 1e6:.2f} MB, nft via {backend}, load {loadavg()}\n"
+          f"  proxier full sync, first load   {first}\n"
+          f"  proxier full sync, reload       {reload}", flush=True)
+    if not floors:
+        return p
+    path = os.path.join(tmp, f"{table}.nft")
+    with open(path, "w") as f:
+        f.write(script)
     floor_reload = timed_nft(ns, "-f", path)
     json_path = os.path.join(tmp, f"{table}.json")
     with open(json_path, "w") as f:
@@ -166,13 +175,10 @@ async def full_sync_bench(n: int, ns: str, tmp: str) -> Proxier:
     plain = timed_nft(ns, "-f", plain_path)
     nft(ns, "delete", "table", "ip", table + "p")
     nft(ns, "-f", path)  # back to the proxier's own table for the change runs
-    print(f"{n:>6} Services, script {len(script) / 1e6:.2f} MB, load {loadavg()}\n"
-          f"  proxier full sync, first load  {first}\n"
-          f"  floor: nft -f same text, first {floor_first}\n"
-          f"  proxier full sync, reload      {reload}\n"
-          f"  floor: nft -f same text, reload{floor_reload}\n"
+    print(f"  floor: nft -f same text, first  {floor_first}\n"
+          f"  floor: nft -f same text, reload {floor_reload}\n"
           f"  same ruleset as JSON, nft -j -f {json_first}\n"
-          f"  {n} plain dnat rules, nft -f   {plain}", flush=True)
+          f"  {n} plain dnat rules, nft -f{' ' * (7 - len(str(n)))}{plain}", flush=True)
     return p
 
 
@@ -184,7 +190,7 @@ def percentile(values: list[float], q: float) -> float:
 def report(label: str, latencies: list[float], cpu: float) -> None:
     ms = [v * 1000 for v in latencies]
     print(f"  {label}: {len(ms)} changes, p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
-          f"max {max(ms):.1f} ms; proxier CPU per change {cpu / len(ms) * 1000:.1f} ms; load {loadavg()}",
+          f"max {max(ms):.1f} ms; CPU per change {cpu / len(ms) * 1000:.1f} ms (proxier + nft); load {loadavg()}",
           flush=True)
 
 
@@ -206,18 +212,16 @@ async def change_bench(p: Proxier, n: int, changes: int, *,
             new = copy.deepcopy(p.slices.store[last])
             cond = new["endpoints"][0]["conditions"]
             cond["ready"] = not cond["ready"]
-            applies = p.metrics.applies
-            cpu0 = time.process_time()
-            start = time.monotonic()
-            if flip is None:
-                put(p.slices, new)
-            else:
-                await flip(new)
-            async with asyncio.timeout(30):
-                while p.metrics.applies == applies:  # noqa: ASYNC110 - polling the loop under test
-                    await asyncio.sleep(0.0005)
+            p.loaded.clear()
+            with Cost() as c:
+                start = time.monotonic()
+                if flip is None:
+                    put(p.slices, new)
+                else:
+                    await flip(new)
+                await asyncio.wait_for(p.loaded.wait(), 30)
             latencies.append(p.synced_at - start)
-            cpu += time.process_time() - cpu0
+            cpu += c.cpu + c.user + c.sys
             await asyncio.sleep(rnd.uniform(0, 0.1))
         assert p.metrics.full == full, p.metrics  # every change went as a diff
         # the last change is in the kernel: its Service chain has as many ready endpoints as the slice
@@ -231,8 +235,28 @@ async def change_bench(p: Proxier, n: int, changes: int, *,
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    report(f"{n} Services, change -> rule" + (" (API PUT -> watch -> kernel)" if flip else
-                                              " (informer event -> kernel)"), latencies, cpu)
+    report(f"{n} Services, change -> rule via {nftables_apply.BACKEND}"
+           + (" (API PUT -> watch -> kernel)" if flip else " (informer event -> kernel)"), latencies, cpu)
+
+
+async def floor_changes(ns: str, table: str, n: int, changes: int) -> None:
+    """The floor of change -> rule: one minimal transaction of the same shape (a chain with a dnat
+    rule and a map element), through the same backend, against the same table, same pacing."""
+    rnd = random.Random(n)
+    latencies: list[float] = []
+    cpu = 0.0
+    for _ in range(changes):
+        script = (f"add chain ip {table} pkfloor\nadd rule ip {table} pkfloor meta l4proto tcp dnat to 10.42.250.1:80\n"
+                  f"add element ip {table} service-ips {{ 10.43.250.1 . tcp . 80 : goto pkfloor }}\n")
+        with Cost() as c:
+            start = time.monotonic()
+            await nftables_apply.apply_script(script, netns=ns)
+        latencies.append(time.monotonic() - start)
+        cpu += c.cpu + c.user + c.sys
+        await nftables_apply.apply_script(f"delete element ip {table} service-ips {{ 10.43.250.1 . tcp . 80 }}\n"
+                                          f"delete chain ip {table} pkfloor\n", netns=ns)
+        await asyncio.sleep(rnd.uniform(0, 0.1))
+    report(f"floor: one bare nft transaction via {nftables_apply.BACKEND}", latencies, cpu)
 
 
 async def api_bench(n: int, ns: str, changes: int) -> None:
@@ -278,6 +302,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--backends", default="lib,cli", help="libnftables in-process and/or the nft CLI")
     parser.add_argument("--api", action="store_true", help="also measure API write -> kernel at 1,000 Services")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -287,11 +312,16 @@ def main() -> None:
 
         async def go() -> None:
             for n in (int(s) for s in args.sizes.split(",")):
-                p = await full_sync_bench(n, ns, tmp)
-                await change_bench(p, n, args.changes if n <= 1000 else max(args.changes // 4, 10))
-                await nftables_apply.delete_table(p.config.table, netns=ns)
+                for i, backend in enumerate(args.backends.split(",")):
+                    nftables_apply.BACKEND = backend
+                    p = await full_sync_bench(n, ns, tmp, floors=i == 0)
+                    changes = args.changes if n <= 1000 else max(args.changes // 4, 10)
+                    await change_bench(p, n, changes)
+                    await floor_changes(ns, p.config.table, n, changes)
+                    await nftables_apply.delete_table(p.config.table, netns=ns)
             if args.api:
                 await api_bench(1000, ns, args.changes)
+            nftables_apply.release(ns)
 
         asyncio.run(go())
 

@@ -1,4 +1,7 @@
-"""Push a rendered ruleset into the kernel: one `nft -f -` transaction, plus the service route.
+"""Push a rendered ruleset into the kernel: one `nft -f` transaction, plus the service route.
+
+The transaction goes through libnftables in-process when it is there (libnftables.py: no process
+per sync), else through the `nft -f -` CLI; the script and its all-or-nothing effect are the same.
 
 The script from nftables_render.py creates-then-deletes-then-recreates the table in one batch, so
 the kernel swaps the whole table atomically or, on any error, keeps the old one. The route of the
@@ -13,8 +16,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 
+from pocketkube.proxy import libnftables
 from pocketkube.proxy.nftables_render import render_delete
+
+log = logging.getLogger(__name__)
+BACKEND = "lib" if libnftables.available() else "cli"  # "cli" forces `nft -f -` (bench compares both)
 
 
 class ApplyError(Exception):
@@ -34,8 +42,24 @@ async def _run(argv: list[str], *, stdin: bytes | None = None, netns: str | None
 
 
 async def apply_script(script: str, *, netns: str | None = None) -> None:
-    """Load a whole-table script atomically."""
+    """Commit a script (a whole table or a diff) as one atomic transaction."""
+    if BACKEND == "lib":
+        try:
+            ctx = libnftables.context(netns)
+        except (libnftables.NftError, OSError) as e:
+            log.warning("libnftables unusable here (%s); using the nft CLI", e)
+        else:
+            try:
+                await ctx.run(script)
+            except libnftables.NftError as e:
+                raise ApplyError(f"nft: {e}") from e
+            return
     await _run(["nft", "-f", "-"], stdin=script.encode(), netns=netns)
+
+
+def release(netns: str | None = None) -> None:
+    """Free the in-process nft context of `netns` (its thread would keep the namespace alive)."""
+    libnftables.close(netns)
 
 
 async def delete_table(table: str, *, netns: str | None = None) -> None:

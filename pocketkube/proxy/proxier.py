@@ -83,6 +83,7 @@ class Proxier:
         self.metrics = SyncMetrics()
         self.state: TableState | None = None  # the table last loaded, per Service
         self.synced_at = 0.0  # monotonic time of the last successful load
+        self.loaded = asyncio.Event()  # set after every successful load; waiters clear it (tests, bench)
         self._node: NodeInfo | None = None  # what the loaded table was rendered for
         self._gateway: str | None = None
         self._changed: set[str] = set()  # Service ids to re-render at the next partial sync
@@ -178,6 +179,7 @@ class Proxier:
             self.metrics.incremental += 1
             self.metrics.applies += 1
             self.synced_at = time.monotonic()
+            self.loaded.set()
         return True
 
     async def _full_sync(self, node: NodeInfo) -> None:
@@ -197,6 +199,7 @@ class Proxier:
         self._last_full = self.synced_at = time.monotonic()
         self.metrics.full += 1
         self.metrics.applies += 1
+        self.loaded.set()
 
     async def run(self, *, ready: asyncio.Event | None = None) -> None:
         try:
@@ -207,8 +210,11 @@ class Proxier:
                                      self.nodes.synced.wait())
                 await self._loop(ready)
         finally:
-            if self.config.cleanup_on_exit:
-                await asyncio.shield(self.cleanup())
+            try:
+                if self.config.cleanup_on_exit:
+                    await asyncio.shield(self.cleanup())
+            finally:
+                nftables_apply.release(self.config.netns)
 
     async def _loop(self, ready: asyncio.Event | None) -> None:
         self._dirty.set()

@@ -106,6 +106,7 @@ def netns() -> Iterator[str]:
     try:
         yield f"/run/netns/{name}"
     finally:
+        nftables_apply.release(f"/run/netns/{name}")  # its libnftables thread sits in the namespace
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
