@@ -35,7 +35,11 @@ async def _run(argv: list[str], *, stdin: bytes | None = None, netns: str | None
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(stdin)
+    try:
+        out, err = await proc.communicate(stdin)
+    except asyncio.CancelledError:
+        await asyncio.shield(proc.wait())  # let a cancelled nft finish before anyone acts after it
+        raise
     if proc.returncode != 0:
         raise ApplyError(f"{' '.join(argv[:3])}: {err.decode(errors='replace').strip()[:2000]}")
     return out.decode()
@@ -63,7 +67,9 @@ def release(netns: str | None = None) -> None:
 
 
 async def delete_table(table: str, *, netns: str | None = None) -> None:
-    await _run(["nft", "-f", "-"], stdin=render_delete(table).encode(), netns=netns)
+    """Through apply_script, so it queues behind a load still running in the libnftables thread
+    (a cancelled sync's transaction goes on there and would otherwise re-create the table)."""
+    await apply_script(render_delete(table), netns=netns)
 
 
 async def bridge_gateway(bridge: str, *, netns: str | None = None) -> str | None:

@@ -35,6 +35,11 @@ def _tables(netns: str | None) -> str:
                           check=True).stdout
 
 
+def _listing(netns: str, table: str) -> str:
+    return subprocess.run(["nsenter", f"--net={netns}", "nft", "list", "table", "ip", table],
+                          capture_output=True, text=True, check=True).stdout
+
+
 async def test_commits_atomically_in_its_namespace(netns: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nftables_apply, "BACKEND", "lib")
     table = f"pkt{random.randrange(16**6):06x}"
@@ -46,8 +51,7 @@ async def test_commits_atomically_in_its_namespace(netns: str, monkeypatch: pyte
         # the first command alone would work; the batch fails as a whole
         await nftables_apply.apply_script(f"add chain ip {table} b\nadd rule ip {table} nochain accept\n",
                                           netns=netns)
-    listing = subprocess.run(["nsenter", f"--net={netns}", "nft", "list", "table", "ip", table],
-                             capture_output=True, text=True, check=True).stdout
+    listing = _listing(netns, table)
     assert "chain a" in listing and "chain b" not in listing
     await nftables_apply.delete_table(table, netns=netns)
     nftables_apply.release(netns)
