@@ -1,9 +1,12 @@
 """libnftables in-process, inside a throwaway network namespace: a script commits as one batch, a
 bad one raises nft's own message and changes nothing, the context really works in the namespace it
-was made for (not the host's), and release() ends its thread."""
+was made for (not the host's), release() ends its thread, and a delete after a cancelled load wins
+(with the CLI too)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -14,6 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from pocketkube.proxy import libnftables, nftables_apply
+from pocketkube.proxy.model import service_ports
+from pocketkube.proxy.nftables_render import NodeInfo, render
+from tests.unit.proxy.fixtures import many
 
 
 @pytest.fixture
@@ -56,3 +62,22 @@ async def test_commits_atomically_in_its_namespace(netns: str, monkeypatch: pyte
     await nftables_apply.delete_table(table, netns=netns)
     nftables_apply.release(netns)
     assert not any(t.name.startswith("libnftables") and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("backend", ["lib", "cli"])
+async def test_delete_after_a_cancelled_load_wins(netns: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxier cancelled mid-load deletes its table on the way out: the load still running (in
+    the libnftables thread or an nft child) must not re-create the table after that delete."""
+    monkeypatch.setattr(nftables_apply, "BACKEND", backend)
+    table = f"pkt{random.randrange(16**6):06x}"
+    services, slices = many(2000)
+    script = render(service_ports(services, slices), NodeInfo(table=table, node_name="n", bridge="pktbr0",
+                                                              nodeport_ips=["10.42.0.1"]))
+    load = asyncio.create_task(nftables_apply.apply_script(script, netns=netns))
+    await asyncio.sleep(0.02)
+    load.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await load
+    await nftables_apply.delete_table(table, netns=netns)
+    await asyncio.sleep(2)  # time for a load that outlived its cancel (the bug) to land
+    assert f"table ip {table}" not in _tables(netns)
