@@ -5,7 +5,8 @@ pod `pkt<rand>p` on a veth behind it (10.42.0.2) running a small keep-alive HTTP
 The real `Proxier` loads its table into the node (1,000 Services, the benchmarked one among
 them) and routes the service CIDR to the bridge, as on a node. wrk runs in the node against the
 pod IP and against the ClusterIP, alternating rounds; the ratio of the medians is the figure
-(target ≥ 0.9). Twice: with keep-alive (DNAT on each connection's first packet, conntrack on every
+(target ≥ 0.9). Beside it, CPU per request of wrk + server from their rusage, which the other
+sessions' load on the machine moves much less than the request rate. Twice: with keep-alive (DNAT on each connection's first packet, conntrack on every
 packet) and with `Connection: close` (a new connection, so a pass through the service chain, per
 request). A counting table after nat checks that the ClusterIP runs were DNATed by the service chain
 and the pod-IP runs were not. Everything is deleted at the end; nothing leaves the namespaces.
@@ -22,6 +23,7 @@ import json
 import os
 import random
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,7 +41,7 @@ from tests.unit.proxy.fixtures import endpoint, endpoint_slice, many, service  #
 
 POD_IP, VIP = "10.42.0.2", "10.43.0.80"
 SERVER = """
-import asyncio, uvloop
+import asyncio, socket, struct, uvloop
 OK = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nContent-Type: text/plain\\r\\n\\r\\nok"
 BYE = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok"
 class Http(asyncio.Protocol):
@@ -51,8 +53,10 @@ class Http(asyncio.Protocol):
         if n:
             close = b"onnection: close" in self.buf
             self.buf = self.buf[self.buf.rfind(b"\\r\\n\\r\\n") + 4:]
-            if close:
+            if close:  # then reset: no TIME_WAIT here, or reused client ports would stall 1 s
                 self.transport.write(BYE)
+                sock = self.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.transport.close()
             else:
                 self.transport.write(OK * n)
@@ -116,16 +120,31 @@ def dnat_count(ns: str, table: str) -> int:
     raise AssertionError("no counter")
 
 
-def wrk(ns: str, url: str, seconds: int, close: bool) -> float:
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wrk(ns: str, url: str, seconds: int, close: bool, server_pid: int) -> tuple[float, float]:
+    """Requests/s, and CPU seconds per request of wrk + the server (both machine-load independent)."""
     argv = ["nsenter", f"--net={ns}", "wrk", "-t2", "-c32", f"-d{seconds}s", url]
     if close:
         argv[5:5] = ["-H", "Connection: close"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = proc_cpu(server_pid)
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) + proc_cpu(server_pid) - server_before
     if "Non-2xx" in out or ("Socket errors" in out and not close):
         raise AssertionError(f"wrk saw errors:\n{out}")
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert m, out
-    return float(m.group(1))
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    assert rate and total, out
+    return float(rate.group(1)), cpu / max(int(total.group(1)), 1)
 
 
 async def load_table(node_ns: str, table: str) -> Proxier:
@@ -162,21 +181,23 @@ def main() -> None:
             print(f"1,000 Services in the table; wrk -t2 -c32 -d{args.seconds}s, {args.rounds} rounds each, "
                   f"load {loadavg()}", flush=True)
             for close in (False, True):
-                direct: list[float] = []
-                via: list[float] = []
+                direct: list[tuple[float, float]] = []
+                via: list[tuple[float, float]] = []
                 for _ in range(args.rounds):
                     before = dnat_count(node_ns, table + "c")
-                    direct.append(wrk(node_ns, f"http://{POD_IP}:8080/", args.seconds, close))
+                    direct.append(wrk(node_ns, f"http://{POD_IP}:8080/", args.seconds, close, server.pid))
                     assert dnat_count(node_ns, table + "c") == before, "pod-IP traffic went through DNAT"
-                    via.append(wrk(node_ns, f"http://{VIP}/", args.seconds, close))
+                    via.append(wrk(node_ns, f"http://{VIP}/", args.seconds, close, server.pid))
                     dnated = dnat_count(node_ns, table + "c") - before
                     assert dnated >= 32, f"only {dnated} connections were DNATed by the service chain"
                     time.sleep(0.2)
-                ratio = statistics.median(via) / statistics.median(direct)
+                rate_d, rate_v = (statistics.median(r for r, _ in runs) for runs in (direct, via))
+                cpu_d, cpu_v = (statistics.median(c for _, c in runs) * 1e6 for runs in (direct, via))
                 label = "Connection: close" if close else "keep-alive      "
-                print(f"  {label}: pod IP {statistics.median(direct):8.0f} req/s  ClusterIP "
-                      f"{statistics.median(via):8.0f} req/s  ratio {ratio:.3f}  "
-                      f"(rounds pod {[round(x) for x in direct]}, ClusterIP {[round(x) for x in via]}) "
+                print(f"  {label}: pod IP {rate_d:8.0f} req/s  ClusterIP {rate_v:8.0f} req/s  ratio "
+                      f"{rate_v / rate_d:.3f} | CPU per request (wrk + server) pod IP {cpu_d:.1f} us, "
+                      f"ClusterIP {cpu_v:.1f} us, ratio {cpu_d / cpu_v:.3f}\n"
+                      f"      rounds pod {[round(r) for r, _ in direct]}, ClusterIP {[round(r) for r, _ in via]}; "
                       f"load {loadavg()}", flush=True)
             asyncio.run(nftables_apply.delete_table(p.config.table, netns=node_ns))
             nft(node_ns, "delete", "table", "ip", table + "c")
