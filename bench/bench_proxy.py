@@ -328,6 +328,7 @@ def main() -> None:
                     await floor_changes(ns, p.config.table, n, changes)
                     await nftables_apply.delete_table(p.config.table, netns=ns)
             if args.api:
+                nftables_apply.BACKEND = args.backends.split(",")[0]
                 await api_bench(1000, ns, args.changes)
             nftables_apply.release(ns)
 
