@@ -2,14 +2,16 @@
 
 Two throwaway network namespaces: a node `pkt<rand>n` with a bridge `pktbr0` (10.42.0.1/24) and a
 pod `pkt<rand>p` on a veth behind it (10.42.0.2) running a small keep-alive HTTP server (uvloop).
-The real `Proxier` loads its table into the node (1,000 Services, the benchmarked one among
-them) and routes the service CIDR to the bridge, as on a node. wrk runs in the node against the
-pod IP and against the ClusterIP, alternating rounds; the ratio of the medians is the figure
-(target ≥ 0.9). Beside it, CPU per request of wrk + server from their rusage, which the other
-sessions' load on the machine moves much less than the request rate. Twice: with keep-alive (DNAT on each connection's first packet, conntrack on every
-packet) and with `Connection: close` (a new connection, so a pass through the service chain, per
-request). A counting table after nat checks that the ClusterIP runs were DNATed by the service chain
-and the pod-IP runs were not. Everything is deleted at the end; nothing leaves the namespaces.
+The real `Proxier` loads its table into the node (1,000 Services, the benchmarked one among them)
+and routes the service CIDR to the bridge, as on a node. wrk runs in the node against the pod IP,
+the ClusterIP and a second VIP DNATed by one plain `dnat` rule in a table of its own (the floor of
+any DNAT: the kernel's NAT without the proxier's rules), in alternating rounds; the ratio of the
+medians is the figure (target >= 0.9). Beside it, CPU per request of wrk + server from their
+rusage, which the other sessions' load moves much less than the request rate. Twice: keep-alive
+(DNAT on each connection's first packet, NAT on every packet) and `Connection: close` (a pass
+through the service chain per request). A counting table after nat checks that the ClusterIP runs
+were DNATed and the pod-IP runs were not. Everything is deleted at the end; nothing leaves the
+namespaces.
 
 Run (root): .venv/bin/python bench/bench_service_http.py [--seconds 3] [--rounds 3]
 """
@@ -39,7 +41,7 @@ from pocketkube.proxy import nftables_apply  # noqa: E402
 from pocketkube.proxy.proxier import Proxier, ProxyConfig  # noqa: E402
 from tests.unit.proxy.fixtures import endpoint, endpoint_slice, many, service  # noqa: E402
 
-POD_IP, VIP = "10.42.0.2", "10.43.0.80"
+POD_IP, VIP, PLAIN_VIP = "10.42.0.2", "10.43.0.80", "10.43.0.81"
 SERVER = """
 import asyncio, socket, struct, uvloop
 OK = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nContent-Type: text/plain\\r\\n\\r\\nok"
@@ -177,12 +179,15 @@ def main() -> None:
             p = asyncio.run(load_table(node_ns, table))
             nft(node_ns, "-f", "-", stdin=f"table ip {table}c {{\n  chain post {{\n"
                 "    type filter hook postrouting priority 200; policy accept;\n"
-                f"    ct state new ct status dnat ip daddr {POD_IP} tcp dport 8080 counter\n  }}\n}}\n")
+                f"    ct state new ct status dnat ip daddr {POD_IP} tcp dport 8080 counter\n  }}\n"
+                "  chain out {\n    type nat hook output priority -150; policy accept;\n"
+                f"    ip daddr {PLAIN_VIP} tcp dport 80 dnat to {POD_IP}:8080\n  }}\n}}\n")
             print(f"1,000 Services in the table; wrk -t2 -c32 -d{args.seconds}s, {args.rounds} rounds each, "
                   f"load {loadavg()}", flush=True)
             for close in (False, True):
                 direct: list[tuple[float, float]] = []
                 via: list[tuple[float, float]] = []
+                plain: list[tuple[float, float]] = []
                 for _ in range(args.rounds):
                     before = dnat_count(node_ns, table + "c")
                     direct.append(wrk(node_ns, f"http://{POD_IP}:8080/", args.seconds, close, server.pid))
@@ -190,18 +195,22 @@ def main() -> None:
                     via.append(wrk(node_ns, f"http://{VIP}/", args.seconds, close, server.pid))
                     dnated = dnat_count(node_ns, table + "c") - before
                     assert dnated >= 32, f"only {dnated} connections were DNATed by the service chain"
+                    plain.append(wrk(node_ns, f"http://{PLAIN_VIP}/", args.seconds, close, server.pid))
                     time.sleep(0.2)
-                rate_d, rate_v = (statistics.median(r for r, _ in runs) for runs in (direct, via))
-                cpu_d, cpu_v = (statistics.median(c for _, c in runs) * 1e6 for runs in (direct, via))
+                rate_d, rate_v, rate_p = (statistics.median(r for r, _ in runs) for runs in (direct, via, plain))
+                cpu_d, cpu_v, cpu_p = (statistics.median(c for _, c in runs) * 1e6 for runs in (direct, via, plain))
                 label = "Connection: close" if close else "keep-alive      "
                 print(f"  {label}: pod IP {rate_d:8.0f} req/s  ClusterIP {rate_v:8.0f} req/s  ratio "
                       f"{rate_v / rate_d:.3f} | CPU per request (wrk + server) pod IP {cpu_d:.1f} us, "
                       f"ClusterIP {cpu_v:.1f} us, ratio {cpu_d / cpu_v:.3f}\n"
-                      f"      rounds pod {[round(r) for r, _ in direct]}, ClusterIP {[round(r) for r, _ in via]}; "
-                      f"load {loadavg()}", flush=True)
+                      f"      floor: one plain dnat rule {rate_p:8.0f} req/s (ratio {rate_p / rate_d:.3f}), "
+                      f"{cpu_p:.1f} us per request (ratio {cpu_d / cpu_p:.3f})\n"
+                      f"      rounds pod {[round(r) for r, _ in direct]}, ClusterIP {[round(r) for r, _ in via]}, "
+                      f"plain dnat {[round(r) for r, _ in plain]}; load {loadavg()}", flush=True)
             asyncio.run(nftables_apply.delete_table(p.config.table, netns=node_ns))
             nft(node_ns, "delete", "table", "ip", table + "c")
         finally:
+            nftables_apply.release(node_ns)
             server.terminate()
             server.wait(5)
 
