@@ -28,10 +28,12 @@ from pocketkube.proxy.nftables_render import (
 from tests.unit.proxy.fixtures import endpoint, endpoint_slice, many, service
 
 HTTP = [{"name": "http", "port": 8080, "protocol": "TCP"}]
-NODE = NodeInfo(table="pkttest", node_name="node-a", bridge="pktbr0", nodeport_ips=["10.42.0.1"])
+TAG = f"{random.randrange(16**6):06x}"  # unique table names, even inside the test's own namespace
+TEST, FULL, PART = f"pkt{TAG}t", f"pkt{TAG}f", f"pkt{TAG}p"
+NODE = NodeInfo(table=TEST, node_name="node-a", bridge="pktbr0", nodeport_ips=["10.42.0.1"])
 
 
-def ruleset(services: list[dict[str, Any]], slices: list[dict[str, Any]], table: str = "pkttest") -> Ruleset:
+def ruleset(services: list[dict[str, Any]], slices: list[dict[str, Any]], table: str = TEST) -> Ruleset:
     return render_ruleset(service_ports(services, slices),
                           NodeInfo(table=table, node_name="node-a", bridge="pktbr0", nodeport_ips=["10.42.0.1"]))
 
@@ -73,7 +75,7 @@ def test_diff_touches_only_the_changed_service() -> None:
 def test_base_changes_need_a_full_reload() -> None:
     services, slices = many(3)
     old = ruleset(services, slices)
-    new = render_ruleset(service_ports(services, slices), NodeInfo(table="pkttest", node_name="node-a",
+    new = render_ruleset(service_ports(services, slices), NodeInfo(table=TEST, node_name="node-a",
                                                                    bridge="otherbr", nodeport_ips=["10.42.0.1"]))
     assert incremental_script(old, new) is None
 
@@ -119,11 +121,11 @@ async def test_incremental_equals_full_load(netns: str) -> None:
         diff = incremental_script(current, new)
         assert diff
         await nftables_apply.apply_script(diff, netns=netns)
-        await nftables_apply.apply_script(ruleset(services, slices, table="pktfull").script(), netns=netns)
-        assert _normalized(netns, "pkttest") == _normalized(netns, "pktfull")
+        await nftables_apply.apply_script(ruleset(services, slices, table=FULL).script(), netns=netns)
+        assert _normalized(netns, TEST) == _normalized(netns, FULL)
         current = new
-    await nftables_apply.delete_table("pkttest", netns=netns)
-    await nftables_apply.delete_table("pktfull", netns=netns)
+    await nftables_apply.delete_table(TEST, netns=netns)
+    await nftables_apply.delete_table(FULL, netns=netns)
 
 
 def _random_states(seed: int, steps: int) -> Iterator[tuple[set[str], list[dict[str, Any]], list[dict[str, Any]]]]:
@@ -179,32 +181,32 @@ def _state_fragments(services: list[dict[str, Any]], slices: list[dict[str, Any]
 def test_partial_updates_match_a_full_render() -> None:
     for seed in range(20):
         first = many(12, endpoints_each=3)
-        state = TableState("pkttest", base_chains(NODE), _state_fragments(*first))
+        state = TableState(TEST, base_chains(NODE), _state_fragments(*first))
         for changed, services, slices in _random_states(seed, 25):
             script = state.update(_state_fragments(services, slices, changed))
             full = ruleset(services, slices)
             if script is None:  # an affinity timeout changed: the caller reloads the whole table
-                state = TableState("pkttest", base_chains(NODE), _state_fragments(services, slices))
+                state = TableState(TEST, base_chains(NODE), _state_fragments(services, slices))
             assert state.ruleset() == full, (seed, changed)
 
 
 async def test_partial_updates_in_the_kernel_equal_a_full_load(netns: str) -> None:
     services, slices = many(12, endpoints_each=3)
-    state = TableState("pktpart", base_chains(NODE), _state_fragments(services, slices))
+    state = TableState(PART, base_chains(NODE), _state_fragments(services, slices))
     await nftables_apply.apply_script(state.ruleset().script(), netns=netns)
     partial = 0
     for changed, services, slices in _random_states(7, 30):
         script = state.update(_state_fragments(services, slices, changed))
         if script is None:
-            state = TableState("pktpart", base_chains(NODE), _state_fragments(services, slices))
+            state = TableState(PART, base_chains(NODE), _state_fragments(services, slices))
             script = state.ruleset().script()
         else:
             partial += 1
         if script:
             await nftables_apply.apply_script(script, netns=netns)
-        full = render_ruleset(service_ports(services, slices), NodeInfo(**{**NODE.__dict__, "table": "pktfull"}))
+        full = render_ruleset(service_ports(services, slices), NodeInfo(**{**NODE.__dict__, "table": FULL}))
         await nftables_apply.apply_script(full.script(), netns=netns)
-        assert _normalized(netns, "pktpart") == _normalized(netns, "pktfull")
+        assert _normalized(netns, PART) == _normalized(netns, FULL)
     assert partial > 20
-    await nftables_apply.delete_table("pktpart", netns=netns)
-    await nftables_apply.delete_table("pktfull", netns=netns)
+    await nftables_apply.delete_table(PART, netns=netns)
+    await nftables_apply.delete_table(FULL, netns=netns)

@@ -22,10 +22,13 @@ from pocketkube.proxy.nftables_render import RULE_CHAIN_MAX, NodeInfo, render
 from tests.unit.proxy.fixtures import endpoint, endpoint_slice, service
 
 HTTP = [{"name": "http", "port": 8080, "protocol": "UDP"}]
+# each datagram from its own source port: a reused one would match the earlier conntrack entry
+# and skip the nat chain (random ephemeral ports collide often enough to make the test flaky)
 SEND = """
 import socket, sys
-for _ in range(int(sys.argv[2])):
+for i in range(int(sys.argv[2])):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", int(sys.argv[3]) + i))
     s.sendto(b"x", (sys.argv[1], 80))
     s.close()
 """
@@ -63,8 +66,8 @@ def _counts(netns: str, table: str) -> dict[str, int]:
     return counts
 
 
-def _send(netns: str, vip: str, n: int) -> None:
-    subprocess.run(["nsenter", f"--net={netns}", "python3", "-c", SEND, vip, str(n)], check=True)
+def _send(netns: str, vip: str, n: int, first_port: int) -> None:
+    subprocess.run(["nsenter", f"--net={netns}", "python3", "-c", SEND, vip, str(n), str(first_port)], check=True)
 
 
 def test_round_robin_is_exact_and_affinity_sticks(netns: str) -> None:
@@ -85,9 +88,9 @@ def test_round_robin_is_exact_and_affinity_sticks(netns: str) -> None:
         _nft(netns, script)
         _nft(netns, f"table ip {counter} {{\n  chain post {{\n"
                     f"    type filter hook postrouting priority 200; policy accept;\n{rules}\n  }}\n}}\n")
-        _send(netns, "10.43.0.11", 3 * 10)
-        _send(netns, "10.43.0.12", len(many) * 3)
-        _send(netns, "10.43.0.13", 9)
+        _send(netns, "10.43.0.11", 3 * 10, 20000)
+        _send(netns, "10.43.0.12", len(many) * 3, 21000)
+        _send(netns, "10.43.0.13", 9, 22000)
         counts = _counts(netns, counter)
         assert [counts[ip] for ip in few] == [10, 10, 10]
         assert [counts[ip] for ip in many] == [3] * len(many)
