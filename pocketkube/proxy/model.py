@@ -113,9 +113,9 @@ def ports_of_service(svc: Obj, slices: list[Obj]) -> list[ServicePort]:
         return []
     ns, name = str(md.get("namespace") or "default"), str(md.get("name") or "")
     externals = [ip for ip in spec.get("externalIPs") or [] if _is_ipv4(ip)]
-    if spec.get("type") == "LoadBalancer":
+    if spec.get("type") == "LoadBalancer":  # ipMode Proxy: the balancer proxies, the node must not
         externals += [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                      if _is_ipv4(i.get("ip"))]
+                      if _is_ipv4(i.get("ip")) and i.get("ipMode") != "Proxy"]
     affinity = 0
     if spec.get("sessionAffinity") == "ClientIP":
         cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})

@@ -131,6 +131,15 @@ def test_local_policy_uses_local_endpoints_only() -> None:
     assert other[other.index("chain svl-") :].split("}", 1)[0].strip().endswith("drop")
 
 
+def test_load_balancer_ips_in_proxy_mode_are_left_to_the_balancer() -> None:
+    services, slices = mixed()
+    services[3]["status"]["loadBalancer"]["ingress"] += [{"ip": "192.0.2.51", "ipMode": "Proxy"},
+                                                         {"ip": "192.0.2.52", "ipMode": "VIP"}]
+    text = render(service_ports(services, slices), NODE)
+    assert "192.0.2.50 . tcp . 80 : goto ext-" in text and "192.0.2.52 . tcp . 80 : goto ext-" in text
+    assert "192.0.2.51" not in text  # kube-proxy skips ipMode Proxy (KEP-1860)
+
+
 def test_no_ready_endpoints_rejects() -> None:
     services, slices = mixed()
     text = render(service_ports(services, slices), NODE)
