@@ -16,8 +16,9 @@ deleted at the end), with a unique table name, so no rule ever touches the host.
 - with `--api`: the same end to end from a real `pocketkube apiserver` on loopback — PUT of the
   EndpointSlice → watch → informer → diff → kernel.
 
-Each size runs with libnftables in-process and with the `nft -f -` CLI (`--backends`); with
-libnftables nft's parser and the kernel's work count as the proxier's own ("py") CPU.
+Each size runs with diffs through libnftables in-process and through the `nft -f -` CLI
+(`--backends`); whole-table loads always go through the CLI. With libnftables nft's parser and the
+kernel's work count as the proxier's own ("py") CPU.
 
 Run (root): .venv/bin/python bench/bench_proxy.py [--sizes 1000,10000] [--changes 200] [--api]
 """
@@ -153,7 +154,8 @@ async def full_sync_bench(n: int, ns: str, tmp: str, *, floors: bool) -> Proxier
     with Cost() as reload:
         await p.sync()
     backend = nftables_apply.BACKEND
-    print(f"{n:>6} Services, script {len(script) / 1e6:.2f} MB, nft via {backend}, load {loadavg()}\n"
+    print(f"{n:>6} Services, script {len(script) / 1e6:.2f} MB, diffs via {backend} (whole tables via the CLI), "
+          f"load {loadavg()}\n"
           f"  proxier full sync, first load   {first}\n"
           f"  proxier full sync, reload       {reload}", flush=True)
     if not floors:

@@ -8,7 +8,9 @@ script text through `nft_run_cmd_from_buffer` and commits it as one batch, exact
 
 The netlink socket belongs to the network namespace of the thread that creates the context, so
 each namespace gets one worker thread that enters it (`setns`, per thread) and keeps one context.
-ctypes drops the GIL during the call, so the event loop runs meanwhile. `close()` frees the context
+ctypes drops the GIL during the call, so the event loop runs meanwhile. Only diffs come here: a
+whole 10,000-Service table parsed in-process would leave ~270 MB in this process's heap, so those go
+through the CLI (nftables_apply.py). `close()` frees the context
 and ends the thread: a thread left inside a deleted namespace would keep it (and its links) alive.
 """
 

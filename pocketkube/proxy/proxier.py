@@ -190,7 +190,7 @@ class Proxier:
         self._full, self.state = True, None  # until the load below succeeds
         self._changed.clear()  # everything is read afresh below
         state, script = self._render_all(node)
-        await nftables_apply.apply_script(script, netns=self.config.netns)
+        await nftables_apply.apply_script(script, netns=self.config.netns, whole_table=True)
         self.state, self._node, self._full = state, node, False
         self._last_full = self.synced_at = time.monotonic()
         self.metrics.full += 1

@@ -64,8 +64,10 @@ async def test_commits_atomically_in_its_namespace(netns: str, monkeypatch: pyte
     assert not any(t.name.startswith("libnftables") and t.is_alive() for t in threading.enumerate())
 
 
-@pytest.mark.parametrize("backend", ["lib", "cli"])
-async def test_delete_after_a_cancelled_load_wins(netns: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("backend", "whole_table", "after"), [("lib", False, 0.02), ("lib", True, 0.15),
+                                                                ("cli", False, 0.15)])
+async def test_delete_after_a_cancelled_load_wins(netns: str, backend: str, whole_table: bool, after: float,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A proxier cancelled mid-load deletes its table on the way out: the load still running (in
     the libnftables thread or an nft child) must not re-create the table after that delete."""
     monkeypatch.setattr(nftables_apply, "BACKEND", backend)
@@ -73,8 +75,8 @@ async def test_delete_after_a_cancelled_load_wins(netns: str, backend: str, monk
     services, slices = many(2000)
     script = render(service_ports(services, slices), NodeInfo(table=table, node_name="n", bridge="pktbr0",
                                                               nodeport_ips=["10.42.0.1"]))
-    load = asyncio.create_task(nftables_apply.apply_script(script, netns=netns))
-    await asyncio.sleep(0.02)
+    load = asyncio.create_task(nftables_apply.apply_script(script, netns=netns, whole_table=whole_table))
+    await asyncio.sleep(after)  # the CLI: after its stdin is written (a cut script just fails to parse)
     load.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await load
