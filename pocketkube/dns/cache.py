@@ -1,0 +1,99 @@
+"""The wire-level answer cache in front of the DNS server: a hit is one dict lookup and no parsing.
+
+The key is the query's bytes after its 2-byte ID: header flags (opcode, RD, CD...), the question
+with the asker's exact letter case, and any EDNS OPT record. Two queries with the same key get the
+same answer but for the ID, so a hit is `query[:2] + stored` (reference/libraries.md §6: 10x
+parsing every query). Keying on exact bytes is also what DNS 0x20 needs: a mixed-case question
+gets its own entry, whose answer echoes its own case.
+
+Two tables, because the two kinds of answer age differently:
+
+* `exact` — answers from the cluster zone. They are right until the zone changes, and the zone's
+  owner calls `clear()` on every change, so they carry no clock. Their TTLs (5 s, negative answers
+  the SOA minimum) are those a fresh answer would carry, which is what a cached one must say.
+  Only complete answers that fit the query's UDP size are stored, so an entry is correct over UDP
+  and TCP alike.
+* `forwarded` — upstream answers, kept for their own lifetime (wire.cache_lifetime, capped at
+  `max_ttl` as CoreDNS's `cache 30`), TTLs counted down on every hit, never stored when
+  uncacheable. A reverse name outside the zone today may be inside it tomorrow (a new pod IP),
+  so `clear()` empties this table too, and `generation` lets a forward that was in flight across
+  a change know its answer is no longer wanted.
+
+Both are bounded: when full, a table starts again empty (a flood of unique queries — random EDNS
+cookies — costs one re-resolve per hot name, not memory).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from pocketkube.dns import wire
+
+LIMIT = 100_000
+MAX_FORWARDED_TTL = 30
+
+
+class Forwarded(NamedTuple):
+    reply: bytes  # without its ID
+    stored_at: float
+    lifetime: int
+    ttl_offsets: tuple[int, ...]  # into `reply`, i.e. 2 less than in the full message
+
+
+class AnswerCache:
+    def __init__(self, *, limit: int = LIMIT, max_ttl: int = MAX_FORWARDED_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        # `exact` is never rebound: the UDP hot path holds `exact.get` as a bound method.
+        self.exact: dict[bytes, bytes] = {}
+        self.forwarded: dict[bytes, Forwarded] = {}
+        self.limit = limit
+        self.max_ttl = max_ttl
+        self.clock = clock
+        self.generation = 0
+
+    def clear(self) -> None:
+        self.exact.clear()
+        self.forwarded.clear()
+        self.generation += 1
+
+    def get(self, query: bytes) -> bytes | None:
+        """The cached reply for `query`, with its ID (and forwarded TTLs aged), or None."""
+        hit = self.exact.get(query[2:])
+        if hit is not None:
+            return query[:2] + hit
+        if not self.forwarded:
+            return None
+        entry = self.forwarded.get(query[2:])
+        if entry is None:
+            return None
+        elapsed = int(self.clock() - entry.stored_at)
+        if elapsed >= entry.lifetime:
+            del self.forwarded[query[2:]]
+            return None
+        return query[:2] + wire.age_ttls(entry.reply, entry.ttl_offsets, elapsed)
+
+    def put(self, query: bytes, reply: bytes) -> None:
+        """Store a zone answer (the caller checked it is complete and fits UDP)."""
+        if len(self.exact) >= self.limit:
+            self.exact.clear()
+        self.exact[query[2:]] = reply[2:]
+
+    def put_forwarded(self, query: bytes, reply: bytes, *, generation: int) -> bool:
+        """Store an upstream answer for its lifetime; False when it must not be cached."""
+        if generation != self.generation:
+            return False  # the zone changed while the query was upstream
+        try:
+            lifetime = wire.cache_lifetime(reply)
+        except (ValueError, IndexError, struct.error):
+            return False
+        if lifetime is None:
+            return False
+        seconds, offsets = lifetime
+        if len(self.forwarded) >= self.limit:
+            self.forwarded.clear()
+        self.forwarded[query[2:]] = Forwarded(reply[2:], self.clock(), min(seconds, self.max_ttl),
+                                              tuple(off - 2 for off in offsets))
+        return True
