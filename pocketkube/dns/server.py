@@ -167,8 +167,12 @@ async def serve(server: DNSServer, host: str, port: int, *, ready: asyncio.Event
     tasks: set[asyncio.Task[None]] = set()
     transport, _ = await loop.create_datagram_endpoint(lambda: UDPProtocol(server, tasks), local_addr=(host, port),
                                                        reuse_port=reuse_port or None)
-    tcp = await asyncio.start_server(lambda r, w: handle_tcp(server, r, w), host, port,
-                                     reuse_port=reuse_port or None)
+    try:
+        tcp = await asyncio.start_server(lambda r, w: handle_tcp(server, r, w), host, port,
+                                         reuse_port=reuse_port or None)
+    except BaseException:
+        transport.close()  # e.g. the TCP port is taken: leave nothing bound
+        raise
     try:
         if ready is not None:
             ready.set()

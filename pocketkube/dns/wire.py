@@ -57,8 +57,8 @@ def question_end(buf: bytes) -> int:
 
 def records(buf: bytes) -> list[Record]:
     """Every resource record after the question, with where its TTL and RDATA are."""
+    pos = question_end(buf)  # checks the header is there
     counts = struct.unpack_from("!HHH", buf, 6)
-    pos = question_end(buf)
     out: list[Record] = []
     for section, count in enumerate(counts):
         for _ in range(count):

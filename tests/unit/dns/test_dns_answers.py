@@ -5,7 +5,6 @@ local stub upstream (never the internet)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -14,35 +13,10 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from pocketkube.dns.records import build_zone
-from pocketkube.dns.server import DNSServer, serve
+from pocketkube.dns.server import DNSServer
+from tests.unit.dns.dns_support import listening, objects
 
 Obj = dict[str, Any]
-
-
-def objects() -> tuple[list[Obj], list[Obj], list[Obj]]:
-    services = [
-        {"metadata": {"name": "web", "namespace": "default"},
-         "spec": {"clusterIP": "10.43.0.20", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}},
-        {"metadata": {"name": "db", "namespace": "prod"},
-         "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]}},
-        {"metadata": {"name": "ext", "namespace": "default"},
-         "spec": {"type": "ExternalName", "externalName": "example.org"}},
-    ]
-    slices = [{"metadata": {"name": "db-x", "namespace": "prod", "labels": {"kubernetes.io/service-name": "db"}},
-               "addressType": "IPv4", "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
-               "endpoints": [{"addresses": ["10.42.0.7"], "hostname": "db-0", "conditions": {"ready": True}},
-                             {"addresses": ["10.42.0.8"], "conditions": {"ready": True}},
-                             {"addresses": ["10.42.0.9"], "conditions": {"ready": False}}]}]
-    pods = [{"metadata": {"name": "p", "namespace": "default"}, "spec": {},
-             "status": {"podIP": "10.42.0.5", "podIPs": [{"ip": "10.42.0.5"}]}}]
-    return services, slices, pods
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Stub(asyncio.DatagramProtocol):
@@ -63,13 +37,8 @@ async def dns() -> AsyncIterator[tuple[DNSServer, int]]:
     loop = asyncio.get_running_loop()
     stub, _ = await loop.create_datagram_endpoint(Stub, local_addr=("127.0.0.1", 0))
     server = DNSServer(build_zone(*objects()), upstream=stub.get_extra_info("sockname"))
-    port = free_port()
-    ready = asyncio.Event()
-    task = asyncio.create_task(serve(server, "127.0.0.1", port, ready=ready))
-    await ready.wait()
-    yield server, port
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with listening(server) as port:
+        yield server, port
     stub.close()
 
 
