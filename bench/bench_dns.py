@@ -14,7 +14,8 @@ round compare):
 - floor dnslib: the same zone answered by `dns.answer.answer` for every query (no cache);
 - floor reflect: a uvloop DatagramProtocol that flips the QR bit and sends the query back — what
   the client, loopback and uvloop's datagram path can do at all (the ceiling for any server here);
-- with `--reuseport N`: N pocketkube processes sharing the port by SO_REUSEPORT, unpinned.
+- with `--reuseport N`: 1 and N pocketkube processes sharing the port by SO_REUSEPORT, nothing
+  pinned (server processes and dnsperf share both cores, as they would in a real node).
 
 Beside each qps: the server's own CPU time per answered query (/proc/PID/stat), which the load of
 other processes on the machine does not move much — 1e6 / (µs per query) is what one core can do.
@@ -129,7 +130,7 @@ def check_answers(port: int) -> None:
 
 def dnsperf(port: int, datafile: str, seconds: float, core: int | None) -> tuple[int, int, str]:
     cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", datafile, "-c", "4", "-q", "200",
-           "-l", str(seconds)]
+           "-l", str(seconds), "-t", "1"]
     if core is not None:
         cmd = ["taskset", "-c", str(core), *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
@@ -178,9 +179,10 @@ def measure(mode: str, kind: str, files: dict[str, str], args: argparse.Namespac
         port = s.getsockname()[1]
     cores = os.sched_getaffinity(0)
     pin = len(cores) >= 2
-    shared = mode.startswith("reuseport")  # N servers and the client all float over every core
+    shared = mode.startswith("unpinned")  # N servers and the client all float over every core
     if shared:
-        procs = [start("pocketkube", port, core=None, reuse_port=True) for _ in range(args.reuseport)]
+        count = int(mode.split("x")[1])
+        procs = [start("pocketkube", port, core=None, reuse_port=True) for _ in range(count)]
     else:
         procs = [start(mode, port, core=min(cores) if pin else None)]
     try:
@@ -220,11 +222,12 @@ def main() -> None:
         uvloop.run(run_server(args.serve, args.port, args.reuse_port))
         return
     runs = [("pocketkube", "A"), ("pocketkube", "mix"), ("dnslib", "mix"), ("reflect", "mix")]
-    if args.reuseport:
-        runs.append((f"reuseport x{args.reuseport}", "mix"))
     labels = {"pocketkube": "pocketkube (wire cache)", "dnslib": "floor: dnslib parse/answer/pack, no cache",
-              "reflect": "floor: UDP reflector (client ceiling)", f"reuseport x{args.reuseport}":
-              f"pocketkube, {args.reuseport} procs SO_REUSEPORT, unpinned"}
+              "reflect": "floor: UDP reflector (client ceiling)"}
+    if args.reuseport:
+        for count in (1, args.reuseport):
+            runs.append((f"unpinned x{count}", "mix"))
+            labels[f"unpinned x{count}"] = f"pocketkube, {count} proc(s) SO_REUSEPORT, unpinned"
     print(f"client {args.client}, {args.seconds:g} s per run, {args.rounds} rounds, "
           f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {r: [] for r in runs}
