@@ -3,8 +3,8 @@
 The key is the query's bytes after its 2-byte ID: header flags (opcode, RD, CD...), the question
 with the asker's exact letter case, and any EDNS OPT record. Two queries with the same key get the
 same answer but for the ID, so a hit is `query[:2] + stored` (reference/libraries.md §6: 10x
-parsing every query). Keying on exact bytes is also what DNS 0x20 needs: a mixed-case question
-gets its own entry, whose answer echoes its own case.
+parsing every query). Keying on exact bytes also keeps DNS 0x20 right: the stored answer echoes
+the letter case of the question it was made for.
 
 Two tables, because the two kinds of answer age differently:
 
@@ -19,8 +19,13 @@ Two tables, because the two kinds of answer age differently:
   so `clear()` empties this table too, and `generation` lets a forward that was in flight across
   a change know its answer is no longer wanted.
 
-Both are bounded: when full, a table starts again empty (a flood of unique queries — random EDNS
-cookies — costs one re-resolve per hot name, not memory).
+A query that misses `exact` is tried once more in `folded`, keyed on the same bytes with the
+question's name in lowercase: a resolver that randomises letter case on every query (0x20) would
+otherwise never hit. The stored reply's question is then overwritten with the asker's own bytes;
+dnslib writes the answers' owner names as pointers to the question, so they follow its case too.
+
+All tables are bounded: when full, a table starts again empty (a flood of unique queries, such
+as random EDNS cookies, costs one re-resolve per hot name, not memory).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class AnswerCache:
                  clock: Callable[[], float] = time.monotonic) -> None:
         # `exact` is never rebound: the UDP hot path holds `exact.get` as a bound method.
         self.exact: dict[bytes, bytes] = {}
+        self.folded: dict[bytes, bytes] = {}
         self.forwarded: dict[bytes, Forwarded] = {}
         self.limit = limit
         self.max_ttl = max_ttl
@@ -56,6 +62,7 @@ class AnswerCache:
 
     def clear(self) -> None:
         self.exact.clear()
+        self.folded.clear()
         self.forwarded.clear()
         self.generation += 1
 
@@ -64,6 +71,11 @@ class AnswerCache:
         hit = self.exact.get(query[2:])
         if hit is not None:
             return query[:2] + hit
+        end = _name_end(query)
+        if end and self.folded:
+            hit = self.folded.get(_fold(query, end))
+            if hit is not None:  # the asker's ID and question (its letter case), then the answer
+                return query[:2] + hit[:10] + query[12:end] + hit[end - 2:]
         if not self.forwarded:
             return None
         entry = self.forwarded.get(query[2:])
@@ -79,7 +91,11 @@ class AnswerCache:
         """Store a zone answer (the caller checked it is complete and fits UDP)."""
         if len(self.exact) >= self.limit:
             self.exact.clear()
+            self.folded.clear()
         self.exact[query[2:]] = reply[2:]
+        end = _name_end(query)
+        if end and reply[12:end].lower() == query[12:end].lower():
+            self.folded[_fold(query, end)] = reply[2:]
 
     def put_forwarded(self, query: bytes, reply: bytes, *, generation: int) -> bool:
         """Store an upstream answer for its lifetime; False when it must not be cached."""
@@ -97,3 +113,19 @@ class AnswerCache:
         self.forwarded[query[2:]] = Forwarded(reply[2:], self.clock(), min(seconds, self.max_ttl),
                                               tuple(off - 2 for off in offsets))
         return True
+
+
+def _name_end(query: bytes) -> int:
+    """Where the only question's name ends, or 0 (not one plain question: no folding)."""
+    if query[4:6] != b"\x00\x01":
+        return 0
+    try:
+        end = wire.skip_name(query, wire.HEADER)
+    except ValueError:
+        return 0
+    return 0 if query[end - 2] & 0xC0 == 0xC0 else end
+
+
+def _fold(query: bytes, end: int) -> bytes:
+    # only the name: QTYPE/QCLASS bytes may fall in A-Z (QTYPE 65 is 0x0041)
+    return query[2:12] + query[12:end].lower() + query[end:]

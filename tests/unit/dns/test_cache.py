@@ -114,13 +114,29 @@ async def test_hit_patches_the_id_and_skips_parsing(env: tuple[DNSServer, int, U
 
 async def test_0x20_mixed_case_gets_its_own_case_back(env: tuple[DNSServer, int, Upstream, Clock]) -> None:
     server, port, _, _ = env
-    names = ["wEb.DeFaUlT.sVc.ClUsTeR.lOcAl", "WEB.default.svc.cluster.LOCAL", "wEb.DeFaUlT.sVc.ClUsTeR.lOcAl"]
-    for name in names:
-        reply = DNSRecord.parse(await udp(port, query(name)))
-        assert str(reply.q.qname) == name + "."  # question echoed byte for byte
-        assert [str(rr.rname) for rr in reply.rr] == [name + "."]
+    names = ["wEb.DeFaUlT.sVc.ClUsTeR.lOcAl", "WEB.default.svc.cluster.LOCAL", "wEb.DeFaUlT.sVc.ClUsTeR.lOcAl",
+             "web.default.svc.cluster.local"]
+    misses = server.misses
+    for qid, name in enumerate(names):
+        raw = await udp(port, query(name, qid=qid))
+        reply = DNSRecord.parse(raw)
+        assert reply.header.id == qid and raw[12:12 + len(name) + 2] == query(name)[12:12 + len(name) + 2]
+        assert str(reply.q.qname) == name + "."  # the question echoed byte for byte
+        assert [str(rr.rname) for rr in reply.rr] == [name + "."]  # and the answer's owner name too
         assert [str(rr.rdata) for rr in reply.rr] == ["10.43.0.20"]
-    assert len([k for k in server.cache.exact if b"eb" in k.lower()]) == 2  # one entry per spelling
+    assert server.misses == misses + 1  # only the first spelling was parsed: the rest hit the folded table
+    srv = DNSRecord.parse(await udp(port, query("_HTTP._tcp.Web.default.svc.cluster.local", "SRV")))
+    assert [str(rr.rdata).lower() for rr in srv.rr] == ["0 100 80 web.default.svc.cluster.local."]
+    srv = DNSRecord.parse(await udp(port, query("_http._TCP.web.default.svc.cluster.local", "SRV")))
+    assert str(srv.q.qname) == "_http._TCP.web.default.svc.cluster.local."
+    assert [str(rr.rname) for rr in srv.rr] == ["_http._TCP.web.default.svc.cluster.local."]
+    assert [str(rr.rdata).lower() for rr in srv.rr] == ["0 100 80 web.default.svc.cluster.local."]
+    assert [str(rr.rdata) for rr in srv.ar] == ["10.43.0.20"]
+    assert server.misses == misses + 2
+    for qtype in (65, 97):  # 0x0041 and 0x0061: folding lowercases the name, never QTYPE's bytes
+        q = DNSRecord.question("Web.default.svc.cluster.local")
+        q.q.qtype = qtype
+        assert DNSRecord.parse(await udp(port, bytes(q.pack()))).q.qtype == qtype
     nx = DNSRecord.parse(await udp(port, query("NoPe.default.svc.cluster.local")))
     assert nx.header.rcode == RCODE.NXDOMAIN and str(nx.q.qname) == "NoPe.default.svc.cluster.local."
 
