@@ -71,7 +71,8 @@ class DNSServer:
         try:
             reply = await asyncio.wait_for(self._relay_udp(data), self.upstream_timeout)
             if tcp and wire.truncated(reply):
-                reply = await asyncio.wait_for(self._relay_tcp(data), self.upstream_timeout)
+                # Not cached: a UDP asker with the same bytes must get the truncated answer.
+                return await asyncio.wait_for(self._relay_tcp(data), self.upstream_timeout)
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
             log.debug("upstream %s: %r", self.upstream, e)
             return wire.header_reply(data, wire.SERVFAIL)

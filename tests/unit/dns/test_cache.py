@@ -50,6 +50,8 @@ class Upstream(asyncio.DatagramProtocol):
             reply.header.rcode = RCODE.NXDOMAIN
             reply.add_auth(RR("example.", QTYPE.SOA, ttl=60,
                               rdata=SOA("ns.example.", "h.example.", (1, 2, 3, 4, 8))))
+        elif name.startswith("big."):
+            reply.header.tc = 1  # the full answer only over TCP (big_over_tcp)
         elif name.startswith("bare-nx."):
             reply.header.rcode = RCODE.NXDOMAIN  # no SOA: must not be cached (RFC 2308)
         else:
@@ -58,17 +60,38 @@ class Upstream(asyncio.DatagramProtocol):
         loop.call_later(self.delay, self.transport.sendto, reply.pack(), addr)
 
 
+async def big_over_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    size = struct.unpack("!H", await reader.readexactly(2))[0]
+    req = DNSRecord.parse(await reader.readexactly(size))
+    reply = req.reply()
+    for i in range(1, 61):
+        reply.add_answer(RR(req.q.qname, QTYPE.A, rdata=A(f"192.0.2.{i}"), ttl=30))
+    packed = reply.pack()
+    writer.write(struct.pack("!H", len(packed)) + packed)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
 @pytest.fixture
 async def env() -> AsyncIterator[tuple[DNSServer, int, Upstream, Clock]]:
     loop = asyncio.get_running_loop()
     up = Upstream()
-    stub, _ = await loop.create_datagram_endpoint(lambda: up, local_addr=("127.0.0.1", 0))
+    for _ in range(20):  # a UDP and a TCP upstream on one port
+        stub, _ = await loop.create_datagram_endpoint(lambda: up, local_addr=("127.0.0.1", 0))
+        try:
+            stub_tcp = await asyncio.start_server(big_over_tcp, *stub.get_extra_info("sockname"))
+            break
+        except OSError:
+            stub.close()
     clock = Clock()
     server = DNSServer(build_zone(*objects()), upstream=stub.get_extra_info("sockname"),
                        cache=AnswerCache(clock=clock))
     async with listening(server) as port:
         yield server, port, up, clock
     stub.close()
+    stub_tcp.close()
+    await stub_tcp.wait_closed()
 
 
 async def udp(port: int, data: bytes) -> bytes:
@@ -265,3 +288,12 @@ async def test_responses_dropped_and_other_opcodes_refused(env: tuple[DNSServer,
     q[2] &= 0x7F
     reply = await udp(port, bytes(q))
     assert reply[3] & 0x0F == 4 and (reply[2] >> 3) & 0x0F == 4  # NOTIMP, opcode echoed
+
+
+async def test_forwarded_truncated_answer_relayed_over_tcp_not_cached(
+        env: tuple[DNSServer, int, Upstream, Clock]) -> None:
+    server, port, up, _ = env
+    assert len(ips(await tcp(port, query("big.example")))) == 60  # TC over UDP upstream: retried over TCP
+    small = DNSRecord.parse(await udp(port, query("big.example")))
+    assert small.header.tc == 1 and not small.rr  # the 60-record answer was not cached for UDP askers
+    assert not server.cache.forwarded and up.asked.count("big.example.") == 2
