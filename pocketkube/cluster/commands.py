@@ -8,7 +8,8 @@ first (so `down` can undo even a half-made cluster), then starts a detached supe
   plus its controller-manager and scheduler);
 * one agent per node, `nsenter --net=/run/netns/pk<name>-node<i> python -m pocketkube agent …`:
   node0 is the master (labelled control-plane and tainted NoSchedule, so it runs system pods
-  only, as in the seed), node1..N are workers.
+  only, as in the seed), node1..N are workers;
+* one cluster DNS per node, in the node's namespace on the DNS Service IP (10.43.0.10 on its lo).
 
 The supervisor records its children's pids in `<data-dir>/pids.json`. `up` returns when every
 node is Ready and prints the admin kubeconfig path.
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import glob
+import ipaddress
 import json
 import os
 import shutil
@@ -286,6 +288,7 @@ async def supervise(data_dir: str) -> None:
             *(["--control-plane", "--control-plane-taint"] if node.master else [])],
             log_path=os.path.join(node_dir, "agent.log"), env=child_env()))
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(server.run(), name="server")]
+    agents += dns_children(state, py)
     recorder = asyncio.create_task(_record_pids(data_dir, [server, *agents]), name="pids")
     try:
         for _ in range(6000):  # the server writes the join token once it serves
@@ -302,6 +305,20 @@ async def supervise(data_dir: str) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(recorder, *tasks, return_exceptions=True)
+
+
+def dns_children(state: ClusterState, py: list[str]) -> list[ChildProcess]:
+    """Cluster DNS on every node, on the DNS Service IP added to the node's own lo (as the
+    single-node server does on the host): pods reach it without leaving their node."""
+    return [ChildProcess(f"dns-{node.name}", [
+        "nsenter", f"--net={os.path.join(network.NETNS_DIR, node.netns)}", "--", *py, "dns",
+        "--kubeconfig", state.kubeconfig, "--listen", f"{dns_ip(state.service_cidr)}:53", "--bind-dev", "lo"],
+        log_path=os.path.join(state.node_dir(node), "dns.log"), env=child_env()) for node in state.nodes]
+
+
+def dns_ip(service_cidr: str) -> str:
+    """The cluster DNS Service IP: the 10th address of the service CIDR (as `pocketkube server`)."""
+    return str(ipaddress.ip_network(service_cidr).network_address + 10)
 
 
 async def _record_pids(data_dir: str, children: list[ChildProcess]) -> None:
