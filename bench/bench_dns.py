@@ -103,7 +103,11 @@ async def run_server(mode: str, port: int, reuse_port: bool) -> None:
     ready = asyncio.Event()
     if mode == "pocketkube":
         task = asyncio.ensure_future(serve(DNSServer(zone()), "127.0.0.1", port, ready=ready, reuse_port=reuse_port))
-        await ready.wait()
+        waiter = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():  # e.g. the TCP port was taken by another process
+            print(f"failed: {task.exception()!r}", flush=True)
+            return
         print("ready", flush=True)
         await task
         return
@@ -183,27 +187,43 @@ async def py_client(port: int, lines: list[tuple[str, str]], seconds: float, win
     return done
 
 
-def start(mode: str, port: int, *, core: int | None, reuse_port: bool = False) -> subprocess.Popen[str]:
+def start(mode: str, port: int, *, core: int | None, reuse_port: bool = False) -> subprocess.Popen[str] | None:
     cmd = [sys.executable, __file__, "--serve", mode, "--port", str(port)] + (["--reuse-port"] if reuse_port else [])
     if core is not None:
         cmd = ["taskset", "-c", str(core), *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() == "ready":
+        return proc
+    proc.kill()
+    proc.wait(5)
+    return None
+
+
+def start_all(mode: str, *, core: int | None, count: int) -> tuple[int, list[subprocess.Popen[str]]]:
+    """`count` servers on one free port (SO_REUSEPORT when several), trying other ports if taken."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs = [start(mode, port, core=core, reuse_port=count > 1) for _ in range(count)]
+        if all(procs):
+            return port, [p for p in procs if p]
+        for p in procs:
+            if p:
+                p.kill()
+                p.wait(5)
+    raise RuntimeError("no free loopback port")
 
 
 def measure(mode: str, kind: str, files: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cores = os.sched_getaffinity(0)
     pin = len(cores) >= 2
     shared = mode.startswith("unpinned")  # N servers and the client all float over every core
     if shared:
-        count = int(mode.split("x")[1])
-        procs = [start("pocketkube", port, core=None, reuse_port=True) for _ in range(count)]
+        port, procs = start_all("pocketkube", core=None, count=int(mode.split("x")[1]))
     else:
-        procs = [start(mode, port, core=min(cores) if pin else None)]
+        port, procs = start_all(mode, core=min(cores) if pin else None, count=1)
     try:
         if mode == "pocketkube" and kind == "mix":
             check_answers(port)
