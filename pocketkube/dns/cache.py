@@ -24,20 +24,22 @@ question's name in lowercase: a resolver that randomises letter case on every qu
 otherwise never hit. The stored reply's question is then overwritten with the asker's own bytes;
 dnslib writes the answers' owner names as pointers to the question, so they follow its case too.
 
-All tables are bounded: when full, a table starts again empty (a flood of unique queries, such
-as random EDNS cookies, costs one re-resolve per hot name, not memory).
+All tables are bounded (`limit` entries, ~250 bytes each): when one is full its oldest tenth goes
+(dicts keep insertion order), so a flood of unique queries (random EDNS cookies, 0x20 spellings)
+costs memory no more than ~5 MB per table at the default and pushes out old entries, not all.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pocketkube.dns import wire
 
-LIMIT = 100_000
+LIMIT = 20_000  # CoreDNS's cache holds 9,984 per kind
 MAX_FORWARDED_TTL = 30
 
 
@@ -89,12 +91,11 @@ class AnswerCache:
 
     def put(self, query: bytes, reply: bytes) -> None:
         """Store a zone answer (the caller checked it is complete and fits UDP)."""
-        if len(self.exact) >= self.limit:
-            self.exact.clear()
-            self.folded.clear()
+        _make_room(self.exact, self.limit)
         self.exact[query[2:]] = reply[2:]
         end = _name_end(query)
         if end and reply[12:end].lower() == query[12:end].lower():
+            _make_room(self.folded, self.limit)
             self.folded[_fold(query, end)] = reply[2:]
 
     def put_forwarded(self, query: bytes, reply: bytes, *, generation: int) -> bool:
@@ -108,11 +109,16 @@ class AnswerCache:
         if lifetime is None:
             return False
         seconds, offsets = lifetime
-        if len(self.forwarded) >= self.limit:
-            self.forwarded.clear()
+        _make_room(self.forwarded, self.limit)
         self.forwarded[query[2:]] = Forwarded(reply[2:], self.clock(), min(seconds, self.max_ttl),
                                               tuple(off - 2 for off in offsets))
         return True
+
+
+def _make_room(table: dict[bytes, Any], limit: int) -> None:
+    if len(table) >= limit:
+        for key in list(itertools.islice(table, max(1, limit // 10))):
+            del table[key]
 
 
 def _name_end(query: bytes) -> int:

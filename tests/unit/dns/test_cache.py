@@ -297,3 +297,13 @@ async def test_forwarded_truncated_answer_relayed_over_tcp_not_cached(
     small = DNSRecord.parse(await udp(port, query("big.example")))
     assert small.header.tc == 1 and not small.rr  # the 60-record answer was not cached for UDP askers
     assert not server.cache.forwarded and up.asked.count("big.example.") == 2
+
+
+def test_tables_stay_bounded_and_drop_the_oldest_first() -> None:
+    cache = AnswerCache(limit=10)
+    queries = [query(f"n{i}.default.svc.cluster.local", qid=i) for i in range(25)]
+    for q in queries:
+        reply = DNSRecord.parse(q).reply()
+        cache.put(q, bytes(reply.pack()))
+    assert len(cache.exact) <= 10 and len(cache.folded) <= 10
+    assert cache.get(queries[-1]) is not None and cache.get(queries[0]) is None
