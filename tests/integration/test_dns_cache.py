@@ -66,13 +66,23 @@ def test_changes_invalidate_cached_answers(server: ServerProcess, namespace: str
         await slices.create(endpoint_slice("10.99.0.1"), ns)
         await pods.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, ns)
-        port = free_port()
-        dns = ClusterDNS(client, DNSConfig(client_config=client.config, listen=f"127.0.0.1:{port}",
-                                           upstream="127.0.0.1:9", register=False))
-        ready = asyncio.Event()
-        task = asyncio.create_task(dns.run(ready=ready))
+        for _ in range(20):  # a port free for UDP may be taken for TCP by another process: try another
+            port = free_port()
+            dns = ClusterDNS(client, DNSConfig(client_config=client.config, listen=f"127.0.0.1:{port}",
+                                               upstream="127.0.0.1:9", register=False))
+            ready = asyncio.Event()
+            task = asyncio.create_task(dns.run(ready=ready))
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            if ready.is_set():
+                break
+            waiter.cancel()
+            task.cancel()
+            failed = await asyncio.gather(task, waiter, return_exceptions=True)
+            assert task.done() and not task.cancelled(), "the DNS did not start within 30 s"
+            assert "address already in use" in repr(failed[0]), failed[0]
         try:
-            await asyncio.wait_for(ready.wait(), 10)
+            assert ready.is_set()
             db = f"db.{ns}.svc.cluster.local"
             web = f"web.{ns}.svc.cluster.local"
             ok, nx = RCODE.NOERROR, RCODE.NXDOMAIN
