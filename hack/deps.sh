@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(runc conmon containernetworking-plugins nftables iproute2 etcd-server etcd-client
-              docker-registry skopeo busybox-static catatonit curl tmux bind9-dnsutils)
+              docker-registry skopeo busybox-static catatonit curl tmux bind9-dnsutils
+              dnsperf)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

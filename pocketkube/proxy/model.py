@@ -66,7 +66,7 @@ def slices_by_service(slices: Iterable[Obj]) -> dict[tuple[str, str], list[Obj]]
         svc = (md.get("labels") or {}).get(SERVICE_NAME_LABEL)
         if not svc or s.get("addressType", "IPv4") != "IPv4":
             continue
-        out.setdefault((str(md.get("namespace") or ""), str(svc)), []).append(s)
+        out.setdefault((str(md.get("namespace") or "default"), str(svc)), []).append(s)
     return out
 
 
@@ -90,35 +90,58 @@ def ready_endpoints(slices: list[Obj], port_name: str, protocol: str) -> list[En
     return sorted(seen.values(), key=lambda e: (_ip_key(e.ip), e.port))
 
 
+def service_id(svc: Obj) -> str:
+    """`namespace/name` of a Service: the unit a partial sync re-renders."""
+    md = svc.get("metadata") or {}
+    return f"{md.get('namespace') or 'default'}/{md.get('name') or ''}"
+
+
+def slice_service_id(endpoint_slice: Obj) -> str:
+    """`namespace/name` of the Service an EndpointSlice belongs to, "" when it names none."""
+    md = endpoint_slice.get("metadata") or {}
+    name = (md.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return f"{md.get('namespace') or 'default'}/{name}" if name else ""
+
+
+def ports_of_service(svc: Obj, slices: list[Obj]) -> list[ServicePort]:
+    """The proxied ports of one Service given its EndpointSlices, sorted as in the table.
+    Headless and ExternalName Services have none."""
+    md = svc.get("metadata") or {}
+    spec = svc.get("spec") or {}
+    cluster_ip = spec.get("clusterIP")
+    if spec.get("type") == "ExternalName" or not _is_ipv4(cluster_ip):
+        return []
+    ns, name = str(md.get("namespace") or "default"), str(md.get("name") or "")
+    externals = [ip for ip in spec.get("externalIPs") or [] if _is_ipv4(ip)]
+    if spec.get("type") == "LoadBalancer":  # ipMode Proxy: the balancer proxies, the node must not
+        externals += [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+                      if _is_ipv4(i.get("ip")) and i.get("ipMode") != "Proxy"]
+    affinity = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+        affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+    local = spec.get("externalTrafficPolicy") == "Local"
+    node_port_ok = spec.get("type") in ("NodePort", "LoadBalancer")
+    out: list[ServicePort] = []
+    for p in spec.get("ports") or []:
+        protocol = str(p.get("protocol") or "TCP").lower()
+        port_name = str(p.get("name") or "")
+        out.append(ServicePort(
+            namespace=ns, name=name, port_name=port_name, protocol=protocol, port=int(p["port"]),
+            cluster_ip=str(cluster_ip), node_port=int(p.get("nodePort") or 0) if node_port_ok else 0,
+            external_ips=sorted(set(externals), key=_ip_key), external_local=local,
+            affinity_timeout=affinity, endpoints=ready_endpoints(slices, port_name, protocol)))
+    out.sort(key=lambda sp: (sp.port, sp.protocol))
+    return out
+
+
 def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[ServicePort]:
-    """Every proxied Service port, sorted by key. Headless and ExternalName Services are skipped."""
+    """Every proxied Service port, sorted by (namespace, name, port, protocol)."""
     by_svc = slices_by_service(slices)
     out: list[ServicePort] = []
     for svc in services:
         md = svc.get("metadata") or {}
-        spec = svc.get("spec") or {}
-        cluster_ip = spec.get("clusterIP")
-        if spec.get("type") == "ExternalName" or not _is_ipv4(cluster_ip):
-            continue
-        ns, name = str(md.get("namespace") or "default"), str(md.get("name") or "")
-        externals = [ip for ip in spec.get("externalIPs") or [] if _is_ipv4(ip)]
-        if spec.get("type") == "LoadBalancer":
-            externals += [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                          if _is_ipv4(i.get("ip"))]
-        affinity = 0
-        if spec.get("sessionAffinity") == "ClientIP":
-            cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
-            affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
-        local = spec.get("externalTrafficPolicy") == "Local"
-        node_port_ok = spec.get("type") in ("NodePort", "LoadBalancer")
-        for p in spec.get("ports") or []:
-            protocol = str(p.get("protocol") or "TCP").lower()
-            port_name = str(p.get("name") or "")
-            out.append(ServicePort(
-                namespace=ns, name=name, port_name=port_name, protocol=protocol, port=int(p["port"]),
-                cluster_ip=str(cluster_ip), node_port=int(p.get("nodePort") or 0) if node_port_ok else 0,
-                external_ips=sorted(set(externals), key=_ip_key), external_local=local,
-                affinity_timeout=affinity,
-                endpoints=ready_endpoints(by_svc.get((ns, name), []), port_name, protocol)))
+        key = (str(md.get("namespace") or "default"), str(md.get("name") or ""))
+        out += ports_of_service(svc, by_svc.get(key, []))
     out.sort(key=lambda sp: (sp.namespace, sp.name, sp.port, sp.protocol))
     return out

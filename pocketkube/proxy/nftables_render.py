@@ -4,8 +4,13 @@ The layout follows kube-proxy's nftables mode in spirit (reference/platform.md �
 
 * `service-ips` verdict map (ClusterIP / external IP . proto . port → goto the Service's chain)
   and `service-nodeports` (proto . port → goto its external chain) for NodePorts on the node IPs;
-* a `svc-…` chain per Service port: ClientIP affinity lookups, then
-  `numgen inc mod N vmap { 0 : goto ep1, … }` — exact round-robin over the READY endpoints;
+* a `svc-…` chain per Service port: ClientIP affinity lookups, then exact round-robin over the
+  READY endpoints. kube-proxy writes `numgen … mod N vmap { 0 : goto ep1, … }`; each such inline
+  map is an anonymous set, and the kernel scans the whole transaction once per anonymous set it
+  binds (`__nft_set_trans_bind`), so a 10,000-Service load took 30 to 100 s. Up to RULE_CHAIN_MAX
+  endpoints the chain is instead `numgen inc mod N == 0 goto ep1; numgen inc mod N-1 == 0 goto
+  ep2; …; goto epN`: every rule has its own counter and only sees the packets the rules before it
+  passed on, so the cycle is still exactly ep1, ep2, …, epN — and no set is created at all;
 * an `ep-…` chain per endpoint: the hairpin mark when the client is the endpoint itself, the
   affinity set update, `meta l4proto P dnat to IP:PORT`;
 * `ext-…` chains for NodePort/external traffic: mark for masquerade (policy Cluster) or only local
@@ -67,13 +72,18 @@ def affinity_set(sp: ServicePort, ep: Endpoint) -> str:
     return f"aff-{_hash(f'{sp.key}__{ep.ip}/{ep.port}')}"
 
 
+RULE_CHAIN_MAX = 16  # above this many endpoints one vmap lookup beats walking the rules per connection
+
+
 def _balance(sp: ServicePort, endpoints: list[Endpoint]) -> list[str]:
     """Rules picking one endpoint: a sticky one first if affinity applies, else round-robin."""
     rules = []
     if sp.affinity_timeout:
         rules += [f"ip saddr @{affinity_set(sp, ep)} goto {endpoint_chain(sp, ep)}" for ep in endpoints]
-    if len(endpoints) == 1:
-        rules.append(f"goto {endpoint_chain(sp, endpoints[0])}")
+    n = len(endpoints)
+    if n <= RULE_CHAIN_MAX:
+        rules += [f"numgen inc mod {n - i} == 0 goto {endpoint_chain(sp, ep)}" for i, ep in enumerate(endpoints[:-1])]
+        rules.append(f"goto {endpoint_chain(sp, endpoints[-1])}")
     else:
         vmap = ", ".join(f"{i} : goto {endpoint_chain(sp, ep)}" for i, ep in enumerate(endpoints))
         rules.append(f"numgen inc mod {len(endpoints)} vmap {{ {vmap} }}")
@@ -105,6 +115,18 @@ MAP_TYPES = {"service-ips": "ipv4_addr . inet_proto . inet_service", "service-no
 
 
 @dataclass
+class Fragment:
+    """What one Service port adds to the table: its own chains and sets, and its map elements.
+
+    Rendered on its own, so a sync re-renders only the Services that changed (nftables_diff.py)."""
+
+    order: tuple[str, str, int, str]  # (namespace, name, port, protocol): the table's sort order
+    chains: dict[str, list[str]] = field(default_factory=dict)
+    sets: dict[str, list[str]] = field(default_factory=dict)
+    elements: list[tuple[str, str, str]] = field(default_factory=list)  # (map, key, verdict)
+
+
+@dataclass
 class Ruleset:
     """The table as data, so a later one can be applied as a diff (nftables_diff.py)."""
 
@@ -127,43 +149,46 @@ class Ruleset:
         return "\n".join(lines) + "\n"
 
 
-def render_ruleset(ports: list[ServicePort], node: NodeInfo) -> Ruleset:
-    """The whole table as data (deterministic for the same input: sorted everywhere)."""
-    chains: dict[str, list[str]] = {}
-    sets: dict[str, list[str]] = {}
-    maps: dict[str, dict[str, str]] = {name: {} for name in MAP_TYPES}
-    for sp in ports:
-        vips = [f"{sp.cluster_ip} . {sp.protocol} . {sp.port}"]
-        ext_vips = [f"{ip} . {sp.protocol} . {sp.port}" for ip in sp.external_ips]
-        if not sp.endpoints:
-            maps["no-endpoint-services"].update((v, "goto reject-chain") for v in vips + ext_vips)
-            if sp.node_port:
-                maps["no-endpoint-nodeports"][f"{sp.protocol} . {sp.node_port}"] = "goto reject-chain"
-            continue
-        svc = service_chain(sp)
-        maps["service-ips"].update((v, f"goto {svc}") for v in vips)
-        chains[svc] = _balance(sp, sp.endpoints)
-        for ep in sp.endpoints:
-            rules = [f"ip saddr {ep.ip} meta mark set meta mark | {MASQ_MARK}"]
-            if sp.affinity_timeout:
-                aff = affinity_set(sp, ep)
-                sets[aff] = ["type ipv4_addr", "flags dynamic,timeout", f"timeout {sp.affinity_timeout}s"]
-                rules.append(f"update @{aff} {{ ip saddr }}")
-            rules.append(f"meta l4proto {sp.protocol} dnat to {ep.ip}:{ep.port}")
-            chains[endpoint_chain(sp, ep)] = rules
-        if sp.node_port or ext_vips:
-            ext = external_chain(sp)
-            if sp.external_local:
-                local_eps = [ep for ep in sp.endpoints if ep.node_name == node.node_name]
-                # Traffic from this node itself may use any endpoint (kube-proxy does the same).
-                chains[local_chain(sp)] = _balance(sp, local_eps) if local_eps else ["drop"]
-                chains[ext] = [f"fib saddr type local meta mark set meta mark | {MASQ_MARK} goto {svc}",
-                               f"goto {local_chain(sp)}"]
-            else:
-                chains[ext] = [f"meta mark set meta mark | {MASQ_MARK}", f"goto {svc}"]
-            maps["service-ips"].update((v, f"goto {ext}") for v in ext_vips)
-            if sp.node_port:
-                maps["service-nodeports"][f"{sp.protocol} . {sp.node_port}"] = f"goto {ext}"
+def render_fragment(sp: ServicePort, node: NodeInfo) -> Fragment:
+    """One Service port's chains, affinity sets and map elements (pure)."""
+    frag = Fragment(order=(sp.namespace, sp.name, sp.port, sp.protocol))
+    chains, elements = frag.chains, frag.elements
+    vips = [f"{sp.cluster_ip} . {sp.protocol} . {sp.port}"]
+    ext_vips = [f"{ip} . {sp.protocol} . {sp.port}" for ip in sp.external_ips]
+    if not sp.endpoints:
+        elements += [("no-endpoint-services", v, "goto reject-chain") for v in vips + ext_vips]
+        if sp.node_port:
+            elements.append(("no-endpoint-nodeports", f"{sp.protocol} . {sp.node_port}", "goto reject-chain"))
+        return frag
+    svc = service_chain(sp)
+    elements += [("service-ips", v, f"goto {svc}") for v in vips]
+    chains[svc] = _balance(sp, sp.endpoints)
+    for ep in sp.endpoints:
+        rules = [f"ip saddr {ep.ip} meta mark set meta mark | {MASQ_MARK}"]
+        if sp.affinity_timeout:
+            aff = affinity_set(sp, ep)
+            frag.sets[aff] = ["type ipv4_addr", "flags dynamic,timeout", f"timeout {sp.affinity_timeout}s"]
+            rules.append(f"update @{aff} {{ ip saddr }}")
+        rules.append(f"meta l4proto {sp.protocol} dnat to {ep.ip}:{ep.port}")
+        chains[endpoint_chain(sp, ep)] = rules
+    if sp.node_port or ext_vips:
+        ext = external_chain(sp)
+        if sp.external_local:
+            local_eps = [ep for ep in sp.endpoints if ep.node_name == node.node_name]
+            # Traffic from this node itself may use any endpoint (kube-proxy does the same).
+            chains[local_chain(sp)] = _balance(sp, local_eps) if local_eps else ["drop"]
+            chains[ext] = [f"fib saddr type local meta mark set meta mark | {MASQ_MARK} goto {svc}",
+                           f"goto {local_chain(sp)}"]
+        else:
+            chains[ext] = [f"meta mark set meta mark | {MASQ_MARK}", f"goto {svc}"]
+        elements += [("service-ips", v, f"goto {ext}") for v in ext_vips]
+        if sp.node_port:
+            elements.append(("service-nodeports", f"{sp.protocol} . {sp.node_port}", f"goto {ext}"))
+    return frag
+
+
+def base_chains(node: NodeInfo) -> dict[str, list[str]]:
+    """The hooks and the chains every Service shares; they change only with the node."""
     local = _local_ips(node)
     fixed = {
         "reject-chain": ["meta l4proto tcp reject with tcp reset", "reject"],
@@ -181,7 +206,25 @@ def render_ruleset(ports: list[ServicePort], node: NodeInfo) -> Ruleset:
     for hook in ("input", "forward", "output"):
         fixed[f"filter-{hook}"] = [f"type filter hook {hook} priority -10; policy accept;",
                                    "ct state new jump endpoints-check"]
-    return Ruleset(table=node.table, maps=maps, sets=sets, fixed=fixed, chains=chains)
+    return fixed
+
+
+def assemble(table: str, fixed: dict[str, list[str]], fragments: list[Fragment]) -> Ruleset:
+    """Fragments, in table order, as one Ruleset; on a map key claimed twice the later one wins."""
+    chains: dict[str, list[str]] = {}
+    sets: dict[str, list[str]] = {}
+    maps: dict[str, dict[str, str]] = {name: {} for name in MAP_TYPES}
+    for frag in sorted(fragments, key=lambda f: f.order):
+        chains.update(frag.chains)
+        sets.update(frag.sets)
+        for name, key, verdict in frag.elements:
+            maps[name][key] = verdict
+    return Ruleset(table=table, maps=maps, sets=sets, fixed=fixed, chains=chains)
+
+
+def render_ruleset(ports: list[ServicePort], node: NodeInfo) -> Ruleset:
+    """The whole table as data (deterministic for the same input: sorted everywhere)."""
+    return assemble(node.table, base_chains(node), [render_fragment(sp, node) for sp in ports])
 
 
 def render(ports: list[ServicePort], node: NodeInfo) -> str:

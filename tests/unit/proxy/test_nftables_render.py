@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pocketkube.proxy.model import service_ports
-from pocketkube.proxy.nftables_render import NodeInfo, render
+from pocketkube.proxy.nftables_render import RULE_CHAIN_MAX, NodeInfo, render
 from tests.unit.proxy.fixtures import endpoint, endpoint_slice, many, service
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
@@ -76,7 +76,7 @@ def test_thousand_services_golden() -> None:
     start = time.perf_counter()
     text = render(service_ports(services, slices), NODE)
     elapsed = time.perf_counter() - start
-    assert text.count("numgen inc mod 2 vmap") == 1000
+    assert text.count("numgen inc mod 2 == 0 goto ep-") == 1000 and "vmap {" not in text  # no anonymous set
     # the whole script is ~600 kB: keep its digest and shape as the golden, not the text
     summary = (f"sha256 {hashlib.sha256(text.encode()).hexdigest()}\nlines {text.count(chr(10))}\n"
                f"chains {text.count('  chain ')}\n")
@@ -84,17 +84,32 @@ def test_thousand_services_golden() -> None:
     assert elapsed < 5.0
 
 
+def _chain_rules(text: str, prefix: str) -> list[str]:
+    body = text[text.index(f"chain {prefix}") :].split("{", 1)[1].split("}", 1)[0]
+    return [line.strip() for line in body.splitlines() if line.strip()]
+
+
 def test_round_robin_over_ready_endpoints_only() -> None:
     services, slices = mixed()
     text = render(service_ports(services, slices), NODE)
-    web = [line.strip() for line in text.splitlines() if "numgen" in line and "default/web/" in line]
-    assert len(web) == 1
-    assert web[0].startswith("numgen inc mod 3 vmap { 0 : goto ep-")
-    assert [part.split("__")[1].split("/")[0] for part in web[0].split("goto ")[1:]] == [
-        "10.42.0.2", "10.42.0.3", "10.42.0.4"]
+    web = _chain_rules(text, next(line.split()[1] for line in text.splitlines()
+                                  if line.startswith("  chain svc-") and "default/web/" in line))
+    # one counter per rule, each seeing only what the rules above passed on: exact ep1, ep2, ep3 cycle
+    assert [rule.split(" ep-")[0] for rule in web] == ["numgen inc mod 3 == 0 goto", "numgen inc mod 2 == 0 goto",
+                                                       "goto"]
+    assert [rule.split("__")[1].split("/")[0] for rule in web] == ["10.42.0.2", "10.42.0.3", "10.42.0.4"]
     assert "10.42.0.5" not in text and "10.42.0.6" not in text
     # named targetPort resolved through the slice's port
     assert "meta l4proto tcp dnat to 10.42.0.2:8080" in text
+
+
+def test_many_endpoints_use_one_vmap_lookup() -> None:
+    eps = [endpoint(f"10.42.3.{i}") for i in range(1, RULE_CHAIN_MAX + 2)]
+    text = render(service_ports([service("big", "10.43.0.40", [{"name": "http", "port": 80, "protocol": "TCP"}])],
+                                [endpoint_slice("big", eps, HTTP)]), NODE)
+    rules = _chain_rules(text, "svc-")
+    assert len(rules) == 1 and rules[0].startswith(f"numgen inc mod {RULE_CHAIN_MAX + 1} vmap {{ 0 : goto ep-")
+    assert rules[0].count("goto ep-") == RULE_CHAIN_MAX + 1
 
 
 def test_session_affinity_sets() -> None:
@@ -114,6 +129,15 @@ def test_local_policy_uses_local_endpoints_only() -> None:
     assert "192.0.2.50 . tcp . 80 : goto ext-" in text
     other = render(ports, NodeInfo(table="pkttest", node_name="node-c", bridge="pktbr0"))
     assert other[other.index("chain svl-") :].split("}", 1)[0].strip().endswith("drop")
+
+
+def test_load_balancer_ips_in_proxy_mode_are_left_to_the_balancer() -> None:
+    services, slices = mixed()
+    services[3]["status"]["loadBalancer"]["ingress"] += [{"ip": "192.0.2.51", "ipMode": "Proxy"},
+                                                         {"ip": "192.0.2.52", "ipMode": "VIP"}]
+    text = render(service_ports(services, slices), NODE)
+    assert "192.0.2.50 . tcp . 80 : goto ext-" in text and "192.0.2.52 . tcp . 80 : goto ext-" in text
+    assert "192.0.2.51" not in text  # kube-proxy skips ipMode Proxy (KEP-1860)
 
 
 def test_no_ready_endpoints_rejects() -> None:
