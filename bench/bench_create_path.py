@@ -87,11 +87,12 @@ async def main(args: argparse.Namespace) -> None:
     if prof:
         prof.enable()
     cm = await run("configmaps", configmap, args.n)
-    pods = await run("pods", pod, args.n)
+    pods = await run("pods", pod, args.n) if args.pods else float("nan")
     if prof:
         prof.disable()
     get_cm, list_cm = await reads("configmaps", "cm-000001", args.n)
-    get_pod, list_pod = await reads("pods", "web-7d4b9c8f6d-00001", args.n)
+    get_pod, list_pod = (await reads("pods", "web-7d4b9c8f6d-00001", args.n) if args.pods
+                         else (float("nan"), float("nan")))
     print(f"create ConfigMap {cm:7.0f} us   create Pod {pods:7.0f} us")
     print(f"GET ConfigMap    {get_cm:7.0f} us   GET Pod    {get_pod:7.0f} us")
     total = args.n * args.rounds
@@ -106,4 +107,5 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--sort", default="cumulative")
+    p.add_argument("--no-pods", dest="pods", action="store_false", help="ConfigMaps only (e.g. to profile them)")
     asyncio.run(main(p.parse_args()))
