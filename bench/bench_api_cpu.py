@@ -41,6 +41,7 @@ from bench_apiserver import (  # noqa: E402
     session,
 )
 
+import tests.conftest  # noqa: E402
 from tests.conftest import start_server  # noqa: E402
 
 
@@ -86,7 +87,10 @@ async def main(args: argparse.Namespace) -> None:
     workdir = tempfile.mkdtemp(prefix="bench-api-cpu-")
     if args.pyspy:
         os.makedirs(args.pyspy, exist_ok=True)
-    print(f"load average at start {os.getloadavg()}", flush=True)
+    if args.server_repo:  # measure another checkout's server (e.g. `git archive main`) with this client
+        tests.conftest.REPO = os.path.abspath(args.server_repo)
+    print(f"server code {tests.conftest.REPO}; load average at start "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     srv = start_server(os.path.join(workdir, "pk"), timeout=60)
     try:
         ctx = srv.ssl_context()
@@ -124,6 +128,7 @@ if __name__ == "__main__":
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pyspy", default="", help="directory for py-spy raw profiles, one per phase")
+    p.add_argument("--server-repo", default="", help="run the server from this checkout instead of this one")
     p.add_argument("--pyspy-bin", default=shutil.which("py-spy") or "py-spy")
     import uvloop
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+_METHOD_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+                 "DELETE": "delete"}
 
 
 @dataclass(slots=True)
@@ -29,10 +31,12 @@ class RequestInfo:
 
 
 def parse_request(method: str, path: str, query: dict[str, str]) -> RequestInfo:
-    parts = [unquote(p) for p in path.strip("/").split("/") if p]
+    if "%" in path:
+        parts = [unquote(p) for p in path.strip("/").split("/") if p]
+    else:
+        parts = [p for p in path.strip("/").split("/") if p]
     info = RequestInfo(is_resource=False, path=path, parts=tuple(parts))
-    method_verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
-                   "DELETE": "delete"}.get(method, method.lower())
+    method_verb = _METHOD_VERBS.get(method) or method.lower()
     info.verb = method_verb
     if not parts or parts[0] not in ("api", "apis"):
         return info
