@@ -91,20 +91,23 @@ async def main(args: argparse.Namespace) -> None:
         tests.conftest.REPO = os.path.abspath(args.server_repo)
     print(f"server code {tests.conftest.REPO}; load average at start "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    srv = start_server(os.path.join(workdir, "pk"), timeout=60)
+    extra = ("--datastore", args.datastore) if args.datastore else ()
+    srv = start_server(os.path.join(workdir, "pk"), timeout=60, command=args.command, extra_args=extra)
     try:
         ctx = srv.ssl_context()
         pid, base = srv.proc.pid, srv.url
         body = orjson.dumps(configmap(0))
         with floor_server(os.path.join(srv.data_dir, "tls")) as (url, fpid):
             async with session(ctx) as s:
-                await get(s, url)
+                await load(600, 200, CONCURRENCY, lambda i: get(s, url), None)  # open every connection first
                 fp = await per_op(fpid, args.n, lambda i: post(s, url, body))
                 fg = await per_op(fpid, args.n, lambda i: get(s, url))
         print(f"floor (trivial HTTPS): POST {fp[0]:.0f} us CPU/req ({fp[1]:,.0f}/s); GET {fg[0]:.0f} us CPU/req "
               f"({fg[1]:,.0f}/s, p50/p99 {fg[2]:.2f}/{fg[3]:.2f} ms)", flush=True)
         async with session(ctx) as s:
             await create_namespace(s, base, "bench-cm")
+            # Open all 50 connections (TLS handshakes) before anything is measured.
+            await load(600, 200, CONCURRENCY, lambda i: get(s, f"{base}/api/v1/namespaces/bench-cm"), None)
             url = f"{base}/api/v1/namespaces/bench-cm/configmaps"
             for r in range(args.rounds):
                 bodies = [orjson.dumps(configmap(i + r * args.n)) for i in range(args.n)]
@@ -128,6 +131,10 @@ if __name__ == "__main__":
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pyspy", default="", help="directory for py-spy raw profiles, one per phase")
+    p.add_argument("--command", choices=("server", "apiserver"), default="server",
+                   help="server: with controller-manager and scheduler (their watches cost the API server "
+                        "CPU per write, as in bench_apiserver.py); apiserver: the API server alone")
+    p.add_argument("--datastore", default="", help="e.g. memory:// to leave the store's cost out")
     p.add_argument("--server-repo", default="", help="run the server from this checkout instead of this one")
     p.add_argument("--pyspy-bin", default=shutil.which("py-spy") or "py-spy")
     import uvloop
