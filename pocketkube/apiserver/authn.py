@@ -26,6 +26,10 @@ class User:
 
 ANONYMOUS = User("system:anonymous", ("system:unauthenticated",))
 
+# Where the middleware leaves the request's user. A typed key: aiohttp warns (once per request, at a
+# cost) about plain string keys.
+USER_KEY = web.RequestKey("user", User)
+
 
 @dataclass
 class Authenticator:
