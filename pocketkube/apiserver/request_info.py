@@ -7,6 +7,7 @@ Follows k8s.io/apiserver/pkg/endpoints/request/requestinfo.go, including its qui
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -30,7 +31,7 @@ class RequestInfo:
     parts: tuple[str, ...] = ()
 
 
-def parse_request(method: str, path: str, query: dict[str, str]) -> RequestInfo:
+def parse_request(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
     if "%" in path:
         parts = [unquote(p) for p in path.strip("/").split("/") if p]
     else:
