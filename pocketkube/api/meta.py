@@ -27,18 +27,18 @@ def format_micro_time(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_last_second: list[Any] = [-1, ""]  # [whole second, its RFC 3339 text]: one strftime per second
+_last_second: tuple[int, str] = (-1, "")  # (whole second, its RFC 3339 text), replaced as one value
 
 
 def now_rfc3339() -> str:
     # Every write stamps this (creationTimestamp, managedFields time); at thousands per second the
     # text changes once a second, so it is formatted once a second.
+    global _last_second
     second = int(time.time())
-    if second != _last_second[0]:
-        _last_second[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        _last_second[0] = second
-    text: str = _last_second[1]
-    return text
+    last = _last_second
+    if second != last[0]:
+        last = _last_second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return last[1]
 
 
 def parse_time(value: str) -> datetime | None:
