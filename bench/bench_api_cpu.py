@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import orjson
 
@@ -83,6 +84,25 @@ async def per_op(pid: int, n: int, op: Callable[[int], Awaitable[None]]) -> tupl
             main / res.ops * 1e6)
 
 
+async def get_pairs(args: argparse.Namespace, ctx: Any, data_dir: str, pid: int, url: str, objects: int) -> None:
+    """GET latency of the server and of the trivial server, alternated in short phases: on a shared
+    machine whose load moves by the minute, each pair ran under the same conditions."""
+    rows: list[tuple[float, float]] = []
+    with floor_server(os.path.join(data_dir, "tls")) as (floor_url, fpid):
+        async with session(ctx) as fs, session(ctx) as s:
+            await load(600, 200, CONCURRENCY, lambda i: get(fs, floor_url), None)
+            for k in range(args.get_pairs):
+                f = await per_op(fpid, args.n, lambda i: get(fs, floor_url))
+                g = await per_op(pid, args.n, lambda i: get(s, f"{url}/cm-{(i * 7919) % objects:06d}"))
+                rows.append((f[3], g[3]))
+                print(f"pair {k}: GET p50/p99 floor {f[2]:.2f}/{f[3]:.2f} ms at {f[1]:,.0f}/s ({f[0]:.0f} us CPU/req); "
+                      f"server {g[2]:.2f}/{g[3]:.2f} ms at {g[1]:,.0f}/s ({g[0]:.0f} us CPU/req); "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
+    floors, ours = sorted(r[0] for r in rows), sorted(r[1] for r in rows)
+    print(f"GET p99 median of {len(rows)} pairs: floor {floors[len(rows) // 2]:.2f} ms, server {ours[len(rows) // 2]:.2f} ms; "
+          f"best: floor {floors[0]:.2f} ms, server {ours[0]:.2f} ms", flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
     workdir = tempfile.mkdtemp(prefix="bench-api-cpu-")
     if args.pyspy:
@@ -121,6 +141,8 @@ async def main(args: argparse.Namespace) -> None:
                       f"GET {g[0]:.0f} us CPU/req (loop thread {g[4]:.0f}; {g[1]:,.0f}/s, "
                       f"p50/p99 {g[2]:.2f}/{g[3]:.2f} ms); "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
+            if args.get_pairs:
+                await get_pairs(args, ctx, srv.data_dir, pid, url, args.rounds * args.n)
     finally:
         srv.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -134,6 +156,8 @@ if __name__ == "__main__":
     p.add_argument("--command", choices=("server", "apiserver"), default="server",
                    help="server: with controller-manager and scheduler (their watches cost the API server "
                         "CPU per write, as in bench_apiserver.py); apiserver: the API server alone")
+    p.add_argument("--get-pairs", type=int, default=0,
+                   help="then alternate this many GET phases of the trivial server and of the server")
     p.add_argument("--datastore", default="", help="e.g. memory:// to leave the store's cost out")
     p.add_argument("--server-repo", default="", help="run the server from this checkout instead of this one")
     p.add_argument("--pyspy-bin", default=shutil.which("py-spy") or "py-spy")
