@@ -130,7 +130,7 @@ def _list_kind(schema: Schema) -> tuple[str, list[str], Schema | None]:
 def item_element(kind: str, keys: list[str], item: Any) -> str | None:
     """The path element of a list item, or None when the item cannot be identified."""
     if kind == "set":
-        return None if isinstance(item, dict | list) else "v:" + _dumps(item)
+        return None if isinstance(item, _CONTAINERS) else "v:" + _dumps(item)
     if not isinstance(item, dict):
         return None
     ident = {}
@@ -184,22 +184,37 @@ def field_set(obj: Any, schema: Schema | None, *, reset_fields: Collection[str] 
     return set(members(obj, schema, reset_fields=reset_fields))
 
 
+_CONTAINERS = (dict, list)
+
+
 def _walk(value: Any, schema: Schema | None, path: Path, out: dict[Path, Member]) -> None:
     # Scalar children are recorded here rather than through a call each (what _walk does for them).
+    # The hot path of every write's managedFields: facts of built-in schemas are looked up inline.
     if isinstance(value, dict):
-        if is_atomic_map(schema):
+        if schema is not None and schema.get("x-kubernetes-map-type") == "atomic":
             out[path] = Member(value, True)
             return
-        facts = _facts(schema)
-        for key, child in value.items():
-            if facts is not None:
-                fields = facts[0]
+        facts = _CHILDREN.get(id(schema)) if schema is not None else None
+        if facts is None:
+            facts = _facts(schema)
+        if facts is not None:
+            fields, extra = facts
+            for key, child in value.items():
                 declared = key in fields
-                sub = fields[key] if declared else facts[1]
-            else:
-                sub, declared = child_schema(schema, key)
+                child_path = (*path, "f:" + key)
+                if not isinstance(child, _CONTAINERS):
+                    out[child_path] = Member(child, True)
+                    continue
+                _walk(child, fields[key] if declared else extra, child_path, out)
+                if child == {}:
+                    out[child_path] = Member(child, True)
+                elif not declared and child_path not in out:
+                    out[child_path] = Member(child, False)
+            return
+        for key, child in value.items():
+            sub, declared = child_schema(schema, key)
             child_path = (*path, "f:" + key)
-            if not isinstance(child, dict | list):
+            if not isinstance(child, _CONTAINERS):
                 out[child_path] = Member(child, True)
                 continue
             _walk(child, sub, child_path, out)
@@ -214,7 +229,7 @@ def _walk(value: Any, schema: Schema | None, path: Path, out: dict[Path, Member]
             return
         for element, item in zip(elements, value, strict=True):
             item_path = (*path, element)
-            if not isinstance(item, dict | list):
+            if not isinstance(item, _CONTAINERS):
                 out[item_path] = Member(item, True)
                 continue
             _walk(item, item_schema, item_path, out)

@@ -166,10 +166,12 @@ def update_managed_fields(
     if not managers:
         managers = decode_managed_fields(old)
     old_obj, new_obj = _shallow_without_managed_fields(old), _shallow_without_managed_fields(new)
-    added, modified, removed = field_paths.compare(
-        field_paths.members(old_obj, schema, reset_fields=reset_fields),
-        field_paths.members(new_obj, schema, reset_fields=reset_fields),
-    )
+    new_members = field_paths.members(new_obj, schema, reset_fields=reset_fields)
+    if old_obj:
+        added, modified, removed = field_paths.compare(
+            field_paths.members(old_obj, schema, reset_fields=reset_fields), new_members)
+    else:  # a create: compare() against nothing would find every member added
+        added, modified, removed = set(new_members), set(), set()
     me = ManagerEntry(manager, operation, str(new_obj.get("apiVersion", "")), now, subresource)
     record_update(managers, added, modified, removed, me=me)
     taken = (added | modified) - removed

@@ -20,6 +20,7 @@ from pocketkube.api import errors, meta
 from pocketkube.api.resources import REVIEW_PLURALS, ResourceInfo
 from pocketkube.api.selectors import parse_field_selector, parse_label_selector
 from pocketkube.apiserver import negotiation
+from pocketkube.apiserver.authn import USER_KEY
 from pocketkube.apiserver.registry.store import DeleteOptions, ListOptions, Store, WriteOptions
 from pocketkube.apiserver.request_info import RequestInfo
 
@@ -226,7 +227,7 @@ class ResourceHandlers:
         obj, raw = await self._body(request)
         self.check_kind(info, obj)
         if info.plural in REVIEW_PLURALS:
-            return json_response(review(info.plural, obj, request["user"]), 201)
+            return json_response(review(info.plural, obj, request[USER_KEY]), 201)
         opts = write_options(request)
         warnings = self.server.check_fields(info, obj, raw, field_validation_mode(request.query))
         created = await store.create(ri.namespace, obj, opts)

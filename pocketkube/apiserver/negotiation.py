@@ -54,10 +54,26 @@ class Accept:
     include_object: str = "Metadata"
 
 
+_ACCEPT_OBJECT = Accept("object")
+_accept_cache: dict[str, Accept] = {}
+
+
 def parse_accept(header: str) -> Accept:
-    """Pick the first acceptable form from the Accept header, in the client's order."""
+    """Pick the first acceptable form from the Accept header, in the client's order.
+
+    Clients send the same few headers on every request, so answers are remembered (bounded).
+    """
     if not header:
-        return Accept("object")
+        return _ACCEPT_OBJECT
+    accept = _accept_cache.get(header)
+    if accept is None:
+        if len(_accept_cache) >= 256:
+            _accept_cache.clear()
+        accept = _accept_cache[header] = _parse_accept(header)
+    return accept
+
+
+def _parse_accept(header: str) -> Accept:
     for part in header.split(","):
         params = [p.strip() for p in part.split(";")]
         media = params[0].lower()

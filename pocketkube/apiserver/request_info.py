@@ -7,10 +7,13 @@ Follows k8s.io/apiserver/pkg/endpoints/request/requestinfo.go, including its qui
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+_METHOD_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+                 "DELETE": "delete"}
 
 
 @dataclass(slots=True)
@@ -28,11 +31,13 @@ class RequestInfo:
     parts: tuple[str, ...] = ()
 
 
-def parse_request(method: str, path: str, query: dict[str, str]) -> RequestInfo:
-    parts = [unquote(p) for p in path.strip("/").split("/") if p]
+def parse_request(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
+    if "%" in path:
+        parts = [unquote(p) for p in path.strip("/").split("/") if p]
+    else:
+        parts = [p for p in path.strip("/").split("/") if p]
     info = RequestInfo(is_resource=False, path=path, parts=tuple(parts))
-    method_verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
-                   "DELETE": "delete"}.get(method, method.lower())
+    method_verb = _METHOD_VERBS.get(method) or method.lower()
     info.verb = method_verb
     if not parts or parts[0] not in ("api", "apis"):
         return info

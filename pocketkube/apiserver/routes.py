@@ -32,9 +32,9 @@ def setup_routes(app: web.Application, server: APIServer) -> None:
         raise errors.NotFound("the server could not find the requested resource (openapi v2 is not served; use /openapi/v3)")
 
     async def resource(request: web.Request) -> web.StreamResponse:
-        ri = parse_request(request.method, request.path, dict(request.query))
-        path = request.path.rstrip("/") or "/"
+        ri = parse_request(request.method, request.path, request.query)
         if not ri.is_resource:
+            path = request.path.rstrip("/") or "/"
             if request.method not in ("GET", "HEAD"):
                 raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
             if path in ("/api", "/apis"):

@@ -24,7 +24,7 @@ from pocketkube import KUBE_GIT_VERSION
 from pocketkube.api import errors
 from pocketkube.api.resources import ResourceInfo, ResourceTable
 from pocketkube.apiserver import kubeconfig
-from pocketkube.apiserver.authn import Authenticator, User
+from pocketkube.apiserver.authn import USER_KEY, Authenticator, User
 from pocketkube.apiserver.certs import ClusterPKI, default_sans, ensure_pki
 from pocketkube.apiserver.discovery import Discovery
 from pocketkube.apiserver.registry.store import Store
@@ -313,7 +313,7 @@ class APIServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            request["user"] = self.authn.require(request)
+            request[USER_KEY] = self.authn.require(request)
             response: web.StreamResponse = await handler(request)
             return response
         except errors.StatusError as e:

@@ -271,8 +271,11 @@ class WatchCache:
 
     async def sync(self) -> None:
         """Catch up with the store's current revision: after this, reads are consistent."""
-        await self._ready.wait()
-        await self.wait_for(await self.storage.current_revision())
+        if not self._ready.is_set():
+            await self._ready.wait()
+        revision = await self.storage.current_revision()
+        if revision > self.revision:
+            await self.wait_for(revision)
 
     def get(self, key: str) -> CachedObject | None:
         return self._objects.get(resource_prefix(key), {}).get(key)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pocketkube.apiserver.server import APIServer
 
 BOOKMARK_INTERVAL = 30.0
-MAX_EVENTS_PER_WRITE = 256  # a burst coalesced into one write stays a bounded buffer
+_MAX_LINES_PER_WRITE = 256
 
 
 def _event_line(event_type: str, obj: Any) -> bytes:
@@ -120,38 +120,43 @@ async def serve_watch(request: web.Request, server: APIServer, store: Store, nam
         if send_initial:
             await resp.write(_bookmark(info.api_version, info.kind, cache.revision, initial_end=True))
         next_bookmark = loop.time() + BOOKMARK_INTERVAL
+        queue = watcher.queue
+        plain = not table and accept.form != "partial"
         while True:
-            now = loop.time()
-            if now >= deadline:
-                break
-            wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
-            try:
-                item = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.001))
-            except TimeoutError:
-                if bookmarks and loop.time() >= next_bookmark:
-                    await resp.write(_bookmark(info.api_version, info.kind, cache.revision))
-                    next_bookmark = loop.time() + BOOKMARK_INTERVAL
-                continue
-            if item is None:
+            if queue.empty():
+                now = loop.time()
+                if now >= deadline:
+                    break
+                wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
+                try:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for wraps every get in a new Task.
+                    async with asyncio.timeout(max(wait, 0.001)):
+                        item = await queue.get()
+                except TimeoutError:
+                    if bookmarks and loop.time() >= next_bookmark:
+                        await resp.write(_bookmark(info.api_version, info.kind, cache.revision))
+                        next_bookmark = loop.time() + BOOKMARK_INTERVAL
+                    continue
+            else:
+                item = queue.get_nowait()
+            # Everything already queued goes out in one write: one TLS record and one send for a
+            # burst of events instead of one per event.
+            lines: list[bytes] = []
+            while item is not None:
+                event_type, event = item
+                lines.append(event.line(event_type) if plain else render(event_type, event, event.obj.obj))
+                if queue.empty() or len(lines) >= _MAX_LINES_PER_WRITE:
+                    break
+                item = queue.get_nowait()
+            if lines:
+                await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
+            if item is None:  # the end marker: closed by the cache (or the client fell behind)
+                watcher.closed = True
                 if watcher.overflowed:
                     status = errors.Gone("watch closed: the client did not keep up").to_status()
                     await resp.write(_event_line("ERROR", status))
                 break
-            event_type, event = item
-            obj = event.obj.obj
-            lines = [render(event_type, event, obj) if table or accept.form == "partial" else event.line(event_type)]
-            # Drain what is already queued into the same write: one HTTP chunk, one TLS record and one
-            # send for a burst (a scheduler's bindings reach every pod watcher in bursts), not one each.
-            # Clients split the stream on object boundaries, never on chunks.
-            while not watcher.queue.empty() and len(lines) < MAX_EVENTS_PER_WRITE:
-                queued = watcher.queue.get_nowait()
-                if queued is None:
-                    watcher.closed = True
-                    break
-                et, ev = queued
-                lines.append(render(et, ev, ev.obj.obj) if table or accept.form == "partial" else ev.line(et))
-            await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
-            if watcher.closed and watcher.queue.empty():
+            if loop.time() >= deadline:
                 break
     except ConnectionResetError:
         return resp  # the client went away

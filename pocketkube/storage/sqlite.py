@@ -102,7 +102,10 @@ class SQLiteStorage(Storage):
         self._readers = readers
         self._fanout = WatchFanout()
         self._revision = 0  # the newest revision published to watchers
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        # Writes handed to the writer thread, a loop iteration's worth at a time: one put (one
+        # wake-up of the thread, one GIL hand-over) per iteration, not per write.
+        self._queue: queue.SimpleQueue[builtins.list[_Op] | None] = queue.SimpleQueue()
+        self._pending: builtins.list[_Op] = []
         self._writer: threading.Thread | None = None
         self._writer_done: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +135,7 @@ class SQLiteStorage(Storage):
         self._closed = True
         self._fanout.close()
         if self._writer is not None and self._writer_done is not None:
+            self._flush()
             self._queue.put(None)
             await self._writer_done
             self._writer.join()
@@ -151,7 +155,7 @@ class SQLiteStorage(Storage):
                 first = self._queue.get()
                 if first is None:
                     break
-                batch = [first]
+                batch = list(first)
                 while True:  # group commit: take everything already waiting
                     try:
                         more = self._queue.get_nowait()
@@ -160,7 +164,9 @@ class SQLiteStorage(Storage):
                     if more is None:
                         stopping = True
                         break
-                    batch.append(more)
+                    batch.extend(more)
+                if not batch:
+                    continue
                 self._run_batch(conn, batch)
                 self._loop.call_soon_threadsafe(self._deliver, batch)
         finally:
@@ -200,8 +206,15 @@ class SQLiteStorage(Storage):
         if self._closed or self._loop is None:
             raise UnavailableError("storage is closed")
         op = _Op(fn, self._loop.create_future())
-        self._queue.put(op)
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(op)
         return await op.future
+
+    def _flush(self) -> None:
+        if self._pending:
+            ops, self._pending = self._pending, []
+            self._queue.put(ops)
 
     # ---- reads -----------------------------------------------------------------------------
 
