@@ -229,6 +229,7 @@ class PodWatch:
         self.label = label
         self.started: dict[str, asyncio.Future[float]] = {}
         self.gone: dict[str, asyncio.Future[float]] = {}
+        self.bound: dict[str, float] = {}  # when the watch first showed the pod bound to the node
         self.task: asyncio.Task[None] | None = None
 
     def expect(self, name: str) -> tuple[asyncio.Future[float], asyncio.Future[float]]:
@@ -247,6 +248,8 @@ class PodWatch:
                                                 timeout_seconds=3600, bookmarks=False):
             now = time.perf_counter()
             name = obj.get("metadata", {}).get("name", "")
+            if name not in self.bound and (obj.get("spec") or {}).get("nodeName"):
+                self.bound[name] = now + (time.time() - time.perf_counter())  # wall clock, as the traces
             if etype == "DELETED":
                 fut = self.gone.get(name)
             elif all_started(obj):
@@ -267,17 +270,17 @@ async def create_pods(w: PodWatch, names: list[str]) -> list[float]:
     """POST every pod at once; returns each one's latency to started (s)."""
     futs = [w.expect(n)[0] for n in names]
 
-    async def one(name: str) -> float:
+    async def one(name: str) -> tuple[float, float]:
         t0 = time.perf_counter()
         await w.pods.create(pod_manifest(name, w.label), w.namespace)
-        return t0
+        return t0, time.perf_counter()
 
-    t0s = await asyncio.gather(*(one(n) for n in names))
+    posts = await asyncio.gather(*(one(n) for n in names))
     done = await asyncio.wait_for(asyncio.gather(*futs), BURST_TIMEOUT)
     offset = time.time() - time.perf_counter()
-    for n, t, d in zip(names, t0s, done, strict=True):
-        TIMELINE.append({"pod": n, "post": t + offset, "started_seen": d + offset})
-    return [d - t for d, t in zip(done, t0s, strict=True)]
+    for n, (t, created), d in zip(names, posts, done, strict=True):
+        TIMELINE.append({"pod": n, "post": t + offset, "created": created + offset, "started_seen": d + offset})
+    return [d - t for d, (t, _) in zip(done, posts, strict=True)]
 
 
 async def delete_pods(w: PodWatch, names: list[str]) -> float:
@@ -293,22 +296,22 @@ async def delete_pods(w: PodWatch, names: list[str]) -> float:
 TRACE_ENV = "POCKETKUBE_STARTUP_TRACE"
 
 
-def read_traces(path: str) -> tuple[dict[str, dict[str, Any]], list[tuple[float, float]]]:
-    """Per pod trace, and the agent's event-loop stalls (when, how long)."""
+def read_traces(path: str) -> tuple[dict[str, dict[str, Any]], list[tuple[float, float, float]]]:
+    """Per pod trace, and the agent's event-loop stalls (when, how long, loop thread CPU meanwhile)."""
     out: dict[str, dict[str, Any]] = {}
-    stalls: list[tuple[float, float]] = []
+    stalls: list[tuple[float, float, float]] = []
     with contextlib.suppress(OSError), open(path) as f:
         for line in f:
             with contextlib.suppress(ValueError):
                 rec = json.loads(line)
                 if "stall" in rec:
-                    stalls.append((rec["at"], rec["stall"]))
+                    stalls.append((rec["at"], rec["stall"], rec.get("cpu", 0.0)))
                 else:
                     out[rec["pod"]] = rec
     return out, stalls
 
 
-def trace_report(path: str, names: list[str]) -> str:
+def trace_report(path: str, names: list[str], bound: dict[str, float]) -> str:
     """p50 (max) of each step over `names`: POST -> kubelet sees the pod, each span, PATCH -> watch."""
     traces, stalls = read_traces(path)
     posts = {t["pod"]: t for t in TIMELINE}
@@ -325,6 +328,9 @@ def trace_report(path: str, names: list[str]) -> str:
         tr, tl = traces.get(name), posts.get(name)
         if tr is None or tl is None:
             continue
+        add("POST -> 201 Created", tl["created"] - tl["post"])
+        if name in bound:
+            add("POST -> bench sees it bound (scheduler)", bound[name] - tl["post"])
         add("POST -> kubelet sees pod", tr["seen"] - tl["post"])
         spans = sorted(tr["spans"], key=lambda x: x[1])
         if spans:
@@ -345,9 +351,10 @@ def trace_report(path: str, names: list[str]) -> str:
     mine = [posts[n] for n in names if n in posts]
     if mine:
         t0, t1 = min(t["post"] for t in mine), max(t["started_seen"] for t in mine)
-        hits = [lag for at, lag in stalls if t0 <= at <= t1 + 0.1]
+        hits = [(lag, cpu) for at, lag, cpu in stalls if t0 <= at <= t1 + 0.1]
         lines.append(f"  agent event-loop stalls > 50 ms: {len(hits)}" +
-                     (f", longest {ms(max(hits))}, {ms(sum(hits))} in all" if hits else ""))
+                     (f", longest {ms(max(h[0] for h in hits))}, {ms(sum(h[0] for h in hits))} in all, "
+                      f"loop thread on CPU {ms(sum(h[1] for h in hits))} of it" if hits else ""))
     return "\n".join(lines)
 
 
@@ -512,7 +519,7 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
             print(f"one at a time, n={len(seq)}: p50 {ms(s50)} p99 {ms(s99)} (min {ms(min(seq))}, "
                   f"max {ms(max(seq))}); delete-to-gone p50 {ms(pct(deletes, 0.5))}")
             print(f"  [{ph_seq.text}]")
-            print(trace_report(os.environ[TRACE_ENV], [f"bench-{label}-s{i}" for i in range(cfg.sequential)]))
+            print(trace_report(os.environ[TRACE_ENV], [f"bench-{label}-s{i}" for i in range(cfg.sequential)], w.bound))
 
             names = [f"bench-{label}-b{i}" for i in range(cfg.burst)]
             created.extend(names)
@@ -523,7 +530,7 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
             b50, b99 = pct(burst, 0.5), pct(burst, 0.99)
             print(f"burst of {len(burst)}: min {ms(min(burst))} p50 {ms(b50)} p99 {ms(b99)}; all started {span:.2f} s after the first POST")
             print(f"  [{ph_burst.text}]")
-            print(trace_report(os.environ[TRACE_ENV], names))
+            print(trace_report(os.environ[TRACE_ENV], names, w.bound))
             gone = await delete_pods(w, names)
             print(f"  burst deleted and gone in {gone:.2f} s; {load()}")
 

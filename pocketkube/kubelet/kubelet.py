@@ -269,6 +269,12 @@ class Kubelet:
         self.tasks.pop(uid, None)
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.tracer.close()
+
+    async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             if self.tracer.enabled:

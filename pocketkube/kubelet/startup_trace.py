@@ -72,17 +72,24 @@ class StartupTracer:
         self._file.write(orjson.dumps(line) + b"\n")
         self._file.flush()
 
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     async def watch_loop(self, *, period: float = 0.01, threshold: float = 0.05) -> None:
         """Record event-loop stalls (a blocking call on the loop delays every pod's start)."""
         if not self.enabled:
             return
         loop = asyncio.get_running_loop()
         while True:
-            before = loop.time()
+            before, cpu = loop.time(), time.thread_time()
             await asyncio.sleep(period)
             lag = loop.time() - before - period
             if lag > threshold:
-                self._write({"stall": lag, "at": time.time()})
+                # The loop thread's CPU over the stall tells Python work on the loop (close to the
+                # lag) from a blocking system call or a CPU-starved process (close to zero).
+                self._write({"stall": lag, "cpu": time.thread_time() - cpu, "at": time.time()})
 
 
 def activate(trace: PodTrace | None) -> None:
