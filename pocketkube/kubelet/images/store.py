@@ -303,7 +303,7 @@ class ImageStore:
         for image_id, rec in self._records.items():
             keep_blobs.update(d.removeprefix("sha256:") for d in (image_id, rec.manifest, rec.index) if d)
             keep_layers.update(d.removeprefix("sha256:") for d in rec.layers)
-        keep_layers |= overlay_mount.layers_in_use()
+        keep_layers |= overlay_mount.layers_in_use(self.layers_dir)
         blobs = [n for n in os.listdir(self.blobs_dir) if n not in keep_blobs]
         for name in blobs:
             os.unlink(os.path.join(self.blobs_dir, name))
