@@ -318,7 +318,7 @@ class PodWorker:
     async def cleanup(self, pod_uid: str) -> None:
         for rec in self.records.for_pod(pod_uid):
             await self.runtime.remove_container(rec)
-        self.records.forget_pod(pod_uid)
+        await self.records.forget_pod_async(pod_uid)
 
 
 def _seconds_between(start: str, end: str) -> float | None:

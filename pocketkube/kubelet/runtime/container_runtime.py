@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pocketkube.kubelet import spawn
 from pocketkube.kubelet.runtime import conmon
 from pocketkube.kubelet.runtime.errors import (
     ContainerCreateError,
@@ -113,17 +114,12 @@ class ContainerRuntime:
         os.makedirs(persist, mode=0o700, exist_ok=True)
         pidfile = os.path.join(persist, "pidfile")
         errors_path = os.path.join(persist, "runc-run.log")
-        with open(errors_path, "wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                *self.runc.argv("run", "--detach", "--pid-file", pidfile, "--bundle", bundle_dir, container_id),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
-                start_new_session=True)
         try:
-            rc = await asyncio.wait_for(proc.wait(), timeout)
+            with open(errors_path, "wb") as err:
+                rc = (await spawn.run(
+                    self.runc.argv("run", "--detach", "--pid-file", pidfile, "--bundle", bundle_dir, container_id),
+                    stdout=spawn.DEVNULL, stderr=err, start_new_session=True, timeout=timeout)).returncode
         except BaseException:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
             with contextlib.suppress(Exception):
                 await self.runc.delete(container_id, force=True)
             raise
@@ -252,7 +248,7 @@ class ContainerRuntime:
             if pid and _is_conmon(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(self.container_dir(container_id), ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.container_dir(container_id), True)  # off the loop
         # conmon's attach-socket symlink (socket dir -> bundle dir); the bundle is the caller's
         for leftover in (os.path.join(self.exits_dir, container_id), os.path.join(self.socket_dir, container_id)):
             with contextlib.suppress(FileNotFoundError):
