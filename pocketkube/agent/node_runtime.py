@@ -38,6 +38,16 @@ class NodeRuntimeConfig:
     pod_routes: list[str] | None = None
 
 
+def default_pod_routes(config: NodeRuntimeConfig) -> list[str]:
+    """A node that is a namespace has no route out, so its pods get a default route (kubenet's):
+    they reach node IPs, NodePorts and LoadBalancer addresses on other nodes, and what NodePort
+    traffic brings them can be answered. A node on a real host keeps its pods to the cluster and
+    service CIDRs, so their traffic never leaves by an uplink by accident."""
+    if config.node_netns:
+        return ["0.0.0.0/0"]
+    return [config.cluster_cidr, config.service_cidr]
+
+
 async def wait_pod_cidr(client: APIClient, node_name: str, timeout: float = 60.0) -> str:
     nodes = client.core("nodes")
     deadline = asyncio.get_running_loop().time() + timeout
@@ -57,7 +67,7 @@ async def build(client: APIClient, config: NodeRuntimeConfig) -> RuncRuntimeServ
     gateway = f"{net.network_address + 1}/{net.prefixlen}"
     await node_net.ensure_forwarding()
     await node_net.ensure_bridge(config.bridge, gateway)
-    routes = config.pod_routes if config.pod_routes is not None else [config.cluster_cidr, config.service_cidr]
+    routes = config.pod_routes if config.pod_routes is not None else default_pod_routes(config)
     cni = CNI(bin_dir=config.cni_bin_dir, ipam_dir=os.path.join(config.data_dir, "cni", "ipam"),
               cache_dir=os.path.join(config.data_dir, "cni", "cache"), bridge=config.bridge, subnet=pod_cidr,
               pod_routes=routes)

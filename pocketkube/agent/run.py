@@ -93,7 +93,7 @@ async def run(config: AgentConfig) -> None:
                 tasks.append(tg.create_task(_run_kubelet(client, config), name="kubelet"))
                 tasks.append(tg.create_task(Proxier(client, ProxyConfig(
                     node_name=config.node_name, bridge=config.bridge, service_cidr=config.service_cidr,
-                    netns=config.node_netns)).run(), name="proxy"))
+                    cluster_cidr=config.cluster_cidr, netns=config.node_netns)).run(), name="proxy"))
             if config.run_pods and config.node_netns:  # a node in a netns (cluster up): route to other nodes' pods
                 from pocketkube.kubelet.node_routes import node_routes
                 tasks.append(tg.create_task(node_routes(client, config.node_name), name="node-routes"))

@@ -46,6 +46,7 @@ from pocketkube.api.validation_workloads import (
     validate_daemon_set,
     validate_deployment,
     validate_job,
+    validate_pod_disruption_budget,
     validate_replica_set,
     validate_stateful_set,
 )
@@ -88,6 +89,7 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
     ("batch", "Job"): validate_job,
     ("batch", "CronJob"): validate_cron_job,
     ("coordination.k8s.io", "Lease"): validate_lease,
+    ("policy", "PodDisruptionBudget"): validate_pod_disruption_budget,
     ("networking.k8s.io", "Ingress"): validate_ingress,
     ("networking.k8s.io", "NetworkPolicy"): validate_network_policy,
     ("scheduling.k8s.io", "PriorityClass"): validate_priority_class,

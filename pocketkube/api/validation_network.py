@@ -151,6 +151,26 @@ def validate_service(obj: Obj, old: Obj | None) -> Errors:
     return errs
 
 
+def validate_load_balancer_status(status: Any, path: str = "status.loadBalancer") -> Errors:
+    """ValidateLoadBalancerStatus: ingress IPs are IPs, hostnames are DNS names, ipMode needs an IP."""
+    errs: Errors = []
+    for i, ing in enumerate(dict_items(as_dict(status).get("ingress"))):
+        ipath = f"{path}.ingress[{i}]"
+        ip, host, mode = ing.get("ip"), ing.get("hostname"), ing.get("ipMode")
+        if ip and not is_ip(ip):
+            errs.append(invalid(f"{ipath}.ip", ip, "must be a valid IP address"))
+        if host:
+            errs += wrap(f"{ipath}.hostname", names.is_dns1123_subdomain(str(host)), host)
+            if is_ip(host):
+                errs.append(invalid(f"{ipath}.hostname", host, "must be a DNS name, not an IP address"))
+        if mode is not None:
+            if not ip:
+                errs.append(forbidden(f"{ipath}.ipMode", "may not be set when `ip` is empty"))
+            else:
+                errs += enum(f"{ipath}.ipMode", mode, ("Proxy", "VIP"))
+    return errs
+
+
 # --- Ingress -------------------------------------------------------------------------------------
 
 

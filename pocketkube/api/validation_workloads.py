@@ -285,3 +285,27 @@ def validate_cron_job(obj: Obj, old: Obj | None) -> Errors:
     errs += _validate_job_spec(as_dict(job_template.get("spec")), "spec.jobTemplate.spec",
                                require_selector=False)
     return errs
+
+
+UNHEALTHY_POD_EVICTION_POLICIES = ("AlwaysAllow", "IfHealthyBudget")
+
+
+def validate_pod_disruption_budget(obj: Obj, old: Obj | None) -> Errors:
+    """policy/v1 (kube's ValidatePodDisruptionBudgetSpec); the spec may change after creation."""
+    del old
+    spec = as_dict(obj.get("spec"))
+    errs: Errors = []
+    if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+        errs.append(invalid("spec", GoLiteral(f"minAvailable={go_int_or_string(spec['minAvailable'])}, maxUnavailable="
+                                              f"{go_int_or_string(spec['maxUnavailable'])}"),
+                            "minAvailable and maxUnavailable cannot be both set"))
+    for field in ("minAvailable", "maxUnavailable"):
+        if spec.get(field) is not None:
+            errs += _validate_int_or_percent(spec[field], f"spec.{field}")
+            errs += _not_more_than_100_percent(spec[field], f"spec.{field}")
+    if spec.get("selector") is not None:
+        errs += validate_label_selector(spec["selector"], "spec.selector")
+    policy = spec.get("unhealthyPodEvictionPolicy")
+    if policy is not None and policy not in UNHEALTHY_POD_EVICTION_POLICIES:
+        errs.append(not_supported("spec.unhealthyPodEvictionPolicy", policy, UNHEALTHY_POD_EVICTION_POLICIES))
+    return errs

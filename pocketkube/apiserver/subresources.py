@@ -189,13 +189,11 @@ class Subresources:
         return self.server.handlers.render_object(info, updated, accept)
 
     async def _eviction(self, request: web.Request, ri: RequestInfo, store: Store) -> web.Response:
+        from pocketkube.apiserver.eviction import evict
         from pocketkube.apiserver.handlers import json_response
-        from pocketkube.apiserver.registry.store import DeleteOptions
 
         body = negotiation.decode_object(await request.read(), request.headers.get("Content-Type", ""))
-        opts = body.get("deleteOptions") or {}
-        grace = opts.get("gracePeriodSeconds")
-        await store.delete(ri.namespace, ri.name, DeleteOptions(grace_period_seconds=grace))
+        await evict(self.server, store, ri.namespace, ri.name, body, write_options(request).dry_run)
         return json_response(negotiation.success_status({}) | {"code": 201}, 201)
 
 

@@ -35,6 +35,8 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
                    help="tolerationSeconds added to pods for the not-ready taint (default 300)")
     p.add_argument("--control-plane-taint", action="store_true",
                    help="taint the server's node NoSchedule so it runs system pods only")
+    p.add_argument("--service-lb-pool", action="append", default=[], metavar="CIDR",
+                   help="LoadBalancer addresses come from this range (repeatable) instead of node IPs")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -90,7 +92,8 @@ def cmd_server(args: argparse.Namespace, *, disable_agent: bool, disable_control
     assert isinstance(api_config, APIServerConfig)
     config = ServerConfig(apiserver=api_config, disable_agent=disable_agent, disable_controllers=disable_controllers,
                           control_plane_taint=args.control_plane_taint,
-                          node_monitor_grace_period=args.node_monitor_grace_period, cluster_cidr=args.cluster_cidr)
+                          node_monitor_grace_period=args.node_monitor_grace_period, cluster_cidr=args.cluster_cidr,
+                          service_lb_pool=list(args.service_lb_pool))
     try:
         config.validate()
     except ValueError as e:
@@ -276,12 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network; each node gets a /24 of it")
     cm.add_argument("--node-monitor-grace-period", type=float, default=40.0,
                     help="seconds without a Lease renewal before a node is NotReady (default 40)")
+    cm.add_argument("--service-lb-pool", action="append", default=[], metavar="CIDR",
+                    help="LoadBalancer addresses come from this range (repeatable) instead of node IPs")
     cm.add_argument("-v", "--verbose", action="store_true")
     proxy = sub.add_parser("proxy", help="run the Service proxy (nftables) of one node")
     proxy.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
     proxy.add_argument("--node-name", required=True, help="the node whose NodePorts and local endpoints count")
     proxy.add_argument("--bridge", default="cbr0", help="the node's pod bridge (default cbr0)")
     proxy.add_argument("--service-cidr", default="10.43.0.0/16", help="routed to the bridge before any DNAT")
+    proxy.add_argument("--cluster-cidr", default="", help="pod network, when other nodes' pods sit behind an uplink")
     proxy.add_argument("--table", default="", help="nftables table (default pocketkube-<node-name>)")
     proxy.add_argument("--node-netns", default=None, help="the node's network namespace, when the node is one")
     proxy.add_argument("-v", "--verbose", action="store_true")
@@ -317,8 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "controller-manager":
         from pocketkube.controllers.manager import ControllerManagerConfig, run
 
-        _run_async(run(ControllerManagerConfig(kubeconfig=args.kubeconfig, cluster_cidr=args.cluster_cidr,
-                                               node_monitor_grace_period=args.node_monitor_grace_period)))
+        cm_config = ControllerManagerConfig(kubeconfig=args.kubeconfig, cluster_cidr=args.cluster_cidr,
+                                            node_monitor_grace_period=args.node_monitor_grace_period,
+                                            service_lb_pool=list(args.service_lb_pool))
+        try:
+            cm_config.validate()
+        except ValueError as e:
+            print(f"pocketkube controller-manager: {e}", file=sys.stderr)
+            return 2
+        _run_async(run(cm_config))
         return 0
     if args.command == "proxy":
         from pocketkube.proxy.proxier import ProxyConfig
@@ -326,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # nft and ip run as subprocesses; the standard loop keeps child watching simple.
         _run_async(run_proxy(ProxyConfig(node_name=args.node_name, kubeconfig=args.kubeconfig, bridge=args.bridge,
-                                         service_cidr=args.service_cidr, table=args.table,
+                                         service_cidr=args.service_cidr, cluster_cidr=args.cluster_cidr,
+                                         table=args.table,
                                          netns=args.node_netns)), uvloop_ok=False)
         return 0
     if args.command == "dns":

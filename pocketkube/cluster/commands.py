@@ -8,10 +8,14 @@ first (so `down` can undo even a half-made cluster), then starts a detached supe
   plus its controller-manager and scheduler);
 * one agent per node, `nsenter --net=/run/netns/pk<name>-node<i> python -m pocketkube agent …`:
   node0 is the master (labelled control-plane and tainted NoSchedule, so it runs system pods
-  only, as in the seed), node1..N are workers.
+  only, as in the seed), node1..N are workers;
+* one cluster DNS per node, in the node's namespace on the DNS Service IP (10.43.0.10 on its lo).
 
 The supervisor records its children's pids in `<data-dir>/pids.json`. `up` returns when every
 node is Ready and prints the admin kubeconfig path.
+
+`stop-node` / `start-node` (node_power.py) kill one agent and keep it down through a hold file
+the supervisor honours, then let it start again: a failed node, on demand.
 
 `down` cordons the nodes and deletes the pods first (so each kubelet tears its sandboxes down),
 then stops the supervisor and every process of the cluster by pid (its descendants, anything
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import glob
+import ipaddress
 import json
 import os
 import shutil
@@ -39,7 +44,7 @@ from typing import Any
 import pocketkube
 from pocketkube.agent.cleanup import cleanup_node
 from pocketkube.client.rest import APIClient, ClientConfig
-from pocketkube.cluster import network
+from pocketkube.cluster import network, node_power
 from pocketkube.server.supervisor import ChildProcess
 
 DEFAULT_ROOT = "/var/lib/pocketkube/clusters"
@@ -67,6 +72,8 @@ class ClusterState:
     service_cidr: str = SERVICE_CIDR
     nodes: list[NodeSpec] = field(default_factory=list)
     supervisor_pid: int = 0
+    server_args: list[str] = field(default_factory=list)  # passed through to `pocketkube server`
+    agent_args: list[str] = field(default_factory=list)  # and to every `pocketkube agent`
 
     @property
     def bridge(self) -> str:
@@ -92,6 +99,10 @@ class ClusterState:
     def node_dir(self, node: NodeSpec) -> str:
         return os.path.join(self.data_dir, "nodes", node.name)
 
+    def hold_path(self, node: NodeSpec) -> str:
+        """While this file exists the supervisor leaves the node's agent stopped (`stop-node`)."""
+        return os.path.join(self.node_dir(node), "stopped")
+
     def save(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
         tmp = os.path.join(self.data_dir, STATE_FILE + ".tmp")
@@ -111,8 +122,16 @@ def default_data_dir(name: str) -> str:
     return os.path.join(DEFAULT_ROOT, name)
 
 
+def load_state(name: str, data_dir: str) -> ClusterState:
+    """The cluster recorded in `data_dir` (default: the one named `name`); ValueError if another."""
+    state = ClusterState.load(os.path.abspath(data_dir or default_data_dir(name)))
+    if state.name != name:
+        raise ValueError(f"{state.data_dir} holds cluster {state.name!r}, not {name!r}")
+    return state
+
+
 def add_parser(sub: Any) -> None:
-    """Register `cluster up|down|supervise` on the top-level subparsers."""
+    """Register `cluster up|down|stop-node|start-node|supervise` on the top-level subparsers."""
     cluster = sub.add_parser("cluster", help="a multi-node cluster on this machine (nodes as network namespaces)")
     csub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = csub.add_parser("up", help="create the switch, node namespaces, server and agents; wait until Ready")
@@ -124,17 +143,24 @@ def add_parser(sub: Any) -> None:
     up.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod network; a /24 per node (default %(default)s)")
     up.add_argument("--image", action="append", default=[], help="image tarball every node imports (repeatable)")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for all nodes Ready")
+    up.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                    help="extra flag for the server, e.g. --server-arg=--node-monitor-grace-period=10 (repeatable)")
+    up.add_argument("--agent-arg", action="append", default=[], metavar="ARG",
+                    help="extra flag for every agent, e.g. --agent-arg=--lease-interval=2 (repeatable)")
     down = csub.add_parser("down", help="delete pods, stop every process, remove namespaces, links, state")
     down.add_argument("--name", default="pk", help="cluster name (default pk)")
     down.add_argument("--data-dir", default="", help=f"the cluster's data dir (default {DEFAULT_ROOT}/<name>)")
     sup = csub.add_parser("supervise", help=argparse.SUPPRESS)
     sup.add_argument("--data-dir", required=True)
+    node_power.add_parsers(csub, DEFAULT_ROOT)
 
 
 def main(args: argparse.Namespace) -> int:
     if args.cluster_command == "supervise":
         asyncio.run(supervise(args.data_dir))
         return 0
+    if args.cluster_command in node_power.COMMANDS:
+        return node_power.main(args, load_state)
     if not network.NAME_RE.match(args.name):
         print(f"pocketkube cluster: invalid name {args.name!r} (want [a-z][a-z0-9]{{0,8}})", file=sys.stderr)
         return 2
@@ -168,7 +194,8 @@ def up(args: argparse.Namespace, data_dir: str) -> int:
         print(f"pocketkube cluster up: {e}", file=sys.stderr)
         return 1
     state = ClusterState(name=args.name, data_dir=data_dir, octet=octet, port=args.port,
-                         cluster_cidr=args.cluster_cidr)
+                         cluster_cidr=args.cluster_cidr, server_args=list(args.server_arg),
+                         agent_args=list(args.agent_arg))
     state.nodes = [NodeSpec(name=network.netns_name(args.name, i), netns=network.netns_name(args.name, i),
                             veth=network.veth_name(args.name, i), ip=f"172.31.{octet}.{10 + i}", master=i == 0)
                    for i in range(args.nodes + 1)]
@@ -271,7 +298,8 @@ async def supervise(data_dir: str) -> None:
     server = ChildProcess("server", [
         *py, "server", "--disable-agent", "--data-dir", state.server_dir, "--port", str(state.port),
         "--bind-address", state.server_ip, "--advertise-address", state.server_ip, "--tls-san", state.server_ip,
-        "--cluster-cidr", state.cluster_cidr], log_path=os.path.join(data_dir, "server.log"), env=child_env())
+        "--cluster-cidr", state.cluster_cidr, *state.server_args], log_path=os.path.join(data_dir, "server.log"),
+        env=child_env())
     agents: list[ChildProcess] = []
     token_file = os.path.join(state.server_dir, "token")
     for node in state.nodes:
@@ -283,9 +311,10 @@ async def supervise(data_dir: str) -> None:
             "--server", f"https://{state.server_ip}:{state.port}", "--token-file", token_file,
             "--data-dir", node_dir, "--node-name", node.name, "--node-ip", node.ip, "--node-netns", netns_path,
             "--cluster-cidr", state.cluster_cidr, "--service-cidr", state.service_cidr,
-            *(["--control-plane", "--control-plane-taint"] if node.master else [])],
-            log_path=os.path.join(node_dir, "agent.log"), env=child_env()))
+            *(["--control-plane", "--control-plane-taint"] if node.master else []), *state.agent_args],
+            log_path=os.path.join(node_dir, "agent.log"), env=child_env(), hold_path=state.hold_path(node)))
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(server.run(), name="server")]
+    agents += dns_children(state, py)
     recorder = asyncio.create_task(_record_pids(data_dir, [server, *agents]), name="pids")
     try:
         for _ in range(6000):  # the server writes the join token once it serves
@@ -302,6 +331,20 @@ async def supervise(data_dir: str) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(recorder, *tasks, return_exceptions=True)
+
+
+def dns_children(state: ClusterState, py: list[str]) -> list[ChildProcess]:
+    """Cluster DNS on every node, on the DNS Service IP added to the node's own lo (as the
+    single-node server does on the host): pods reach it without leaving their node."""
+    return [ChildProcess(f"dns-{node.name}", [
+        "nsenter", f"--net={os.path.join(network.NETNS_DIR, node.netns)}", "--", *py, "dns",
+        "--kubeconfig", state.kubeconfig, "--listen", f"{dns_ip(state.service_cidr)}:53", "--bind-dev", "lo"],
+        log_path=os.path.join(state.node_dir(node), "dns.log"), env=child_env()) for node in state.nodes]
+
+
+def dns_ip(service_cidr: str) -> str:
+    """The cluster DNS Service IP: the 10th address of the service CIDR (as `pocketkube server`)."""
+    return str(ipaddress.ip_network(service_cidr).network_address + 10)
 
 
 async def _record_pids(data_dir: str, children: list[ChildProcess]) -> None:
@@ -329,6 +372,9 @@ def down(name: str, data_dir: str) -> int:
     netns_names = sorted({*network.cluster_netns(name), *(n.netns for n in (state.nodes if state else []))})
     node_names = sorted({*netns_names, *(n.name for n in (state.nodes if state else []))})
     if state is not None and state.supervisor_pid and network.alive(state.supervisor_pid):
+        for spec in state.nodes:  # stopped agents come back, so their kubelets tear their pods down
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(state.hold_path(spec))
         try:
             asyncio.run(drain(state))
         except Exception as e:

@@ -2,11 +2,15 @@
 
 kubernetes pkg/controller/nodelifecycle in two parts:
 - monitor: a node whose Lease was not renewed for the grace period (40 s) gets Ready=Unknown
-  ("Kubelet stopped posting node status.") and the unreachable NoSchedule + NoExecute taints;
-  a node reporting Ready=False gets the not-ready ones; a healthy node loses them again.
+  ("Kubelet stopped posting node status.") and the unreachable NoSchedule + NoExecute taints,
+  and its pods get Ready=False (MarkPodsNotReady: nobody else will, and Services must stop
+  sending them traffic); a node reporting Ready=False gets the not-ready taints; a healthy node
+  loses them again.
 - taint eviction: a pod on a node with a NoExecute taint it does not tolerate is deleted at once;
-  if it tolerates it for tolerationSeconds, it is deleted that long after the taint appeared.
-  Its controller then creates a replacement, which the scheduler puts on a healthy node.
+  if it tolerates it for tolerationSeconds, it is deleted that long after the taint appeared,
+  with a DisruptionTarget condition first (reason DeletionByTaintManager). The delete is graceful,
+  so on a dead node the pod stays Terminating until its kubelet returns; its controller ignores
+  terminating pods and creates a replacement, which the scheduler puts on a healthy node.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class NodeLifecycleController(Controller):
         self.pods = Informer(client.core("pods"), field_selector="spec.nodeName!=")
         self.nodes.add_handler(self._node_changed)
         self.pods.add_handler(self._pod_changed)
+        self.pods_on: dict[str, set[str]] = {}  # node name -> keys of the pods bound to it
         self.informers = [self.nodes, self.leases, self.pods]
         self.recorder = EventRecorder(client, "node-controller")
         self.started = _now()
@@ -83,13 +88,19 @@ class NodeLifecycleController(Controller):
         name = node["metadata"]["name"]
         self.queue.add(f"node:{name}")
         if new is not None and (old is None or (old.get("spec") or {}).get("taints") != (new.get("spec") or {}).get("taints")):
-            for pod in self.pods.list():
-                if (pod.get("spec") or {}).get("nodeName") == name:
-                    self.queue.add(f"pod:{object_key(pod)}")
+            for key in self.pods_on.get(name, ()):
+                self.queue.add(f"pod:{key}")
 
     def _pod_changed(self, old: Obj | None, new: Obj | None) -> None:
+        if old is not None:
+            key = object_key(old)
+            keys = self.pods_on.get((old.get("spec") or {}).get("nodeName", ""))
+            if keys is not None:
+                keys.discard(key)
         if new is not None:
-            self.queue.add(f"pod:{object_key(new)}")
+            key = object_key(new)
+            self.pods_on.setdefault((new.get("spec") or {}).get("nodeName", ""), set()).add(key)
+            self.queue.add(f"pod:{key}")
 
     def _last_heartbeat(self, node: Obj) -> datetime | None:
         name = node["metadata"]["name"]
@@ -134,6 +145,8 @@ class NodeLifecycleController(Controller):
         elif ready == "False":
             want = [{"key": NOT_READY, "effect": "NoSchedule"}, {"key": NOT_READY, "effect": "NoExecute"}]
         await self._set_taints(node, want)
+        if ready == "Unknown":
+            await self._mark_pods_not_ready(name)
         if not stale:
             self.queue.add_after(f"node:{name}", max(self.grace - (now - since).total_seconds(), 0.5))
 
@@ -150,6 +163,25 @@ class NodeLifecycleController(Controller):
                                                   subresource="status", field_manager="node-controller")
         except errors.NotFound:
             pass
+
+    async def _mark_pods_not_ready(self, node_name: str) -> None:
+        for key in list(self.pods_on.get(node_name, ())):
+            pod = self.pods.get(key)
+            if pod is None:
+                continue
+            conds = copy.deepcopy((pod.get("status") or {}).get("conditions") or [])
+            ready = next((c for c in conds if c.get("type") == "Ready"), None)
+            if ready is None or ready.get("status") == "False":
+                continue
+            ready.update({"status": "False", "lastTransitionTime": meta.now_rfc3339()})
+            md = pod["metadata"]
+            try:
+                await self.client.core("pods").patch(md["name"], {"status": {"conditions": conds}}, md["namespace"],
+                                                      subresource="status", field_manager="node-controller")
+            except errors.NotFound:
+                continue
+            await self.recorder.event({"kind": "Pod", "apiVersion": "v1", **pod}, "Warning", "NodeNotReady",
+                                      "Node is not ready")
 
     async def _set_taints(self, node: Obj, want: list[Obj]) -> None:
         managed = (UNREACHABLE, NOT_READY)
@@ -196,9 +228,17 @@ class NodeLifecycleController(Controller):
             self.queue.add_after(f"pod:{key}", wait)
             return
         ns, _, name = key.partition("/")
+        pod = {"kind": "Pod", "apiVersion": "v1", **pod}
+        await self.recorder.event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {key}")
+        pods = self.client.core("pods")
+        conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+        conds.append({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+                      "message": "Taint manager: deleting due to NoExecute taint",
+                      "lastTransitionTime": meta.now_rfc3339()})
         try:
-            await self.client.core("pods").delete(name, ns, uid=pod["metadata"].get("uid"))
-            await self.recorder.event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {key}")
+            await pods.patch(name, {"status": {"conditions": conds}}, ns, subresource="status",
+                             field_manager="node-controller")
+            await pods.delete(name, ns, uid=pod["metadata"].get("uid"))
         except (errors.NotFound, errors.Conflict):
             pass
 

@@ -120,7 +120,11 @@ async def register_kube_dns(client: APIClient, ip: str, port: int) -> None:
                                    {"name": "dns-tcp", "port": port, "protocol": "TCP", "targetPort": port}]}}
     try:
         svc = await services.create(svc_body, "kube-system", field_manager=MANAGED_BY)
-    except errors.AlreadyExists:
+    except errors.StatusError as e:
+        # Several DNS processes (one per node of a `cluster up` cluster) race to create it: the
+        # loser hears AlreadyExists, or 422 "already allocated" for the IP, checked first.
+        if not isinstance(e, errors.AlreadyExists) and e.code != 422:
+            raise
         svc = await services.get("kube-dns", "kube-system")
     if (svc.get("spec") or {}).get("clusterIP") != ip:
         log.warning("kube-system/kube-dns has ClusterIP %s, not %s", svc["spec"].get("clusterIP"), ip)
@@ -139,7 +143,8 @@ async def register_kube_dns(client: APIClient, ip: str, port: int) -> None:
     except errors.AlreadyExists:
         current = await slices.get("kube-dns-pocketkube", "kube-system")
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        await slices.update(body)
+        with contextlib.suppress(errors.Conflict):  # another node's DNS wrote the same body first
+            await slices.update(body)
 
 
 async def _ip(*args: str) -> int:

@@ -204,7 +204,11 @@ async def serve(server: DNSServer, host: str, port: int, *, ready: asyncio.Event
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
     transport, _ = await loop.create_datagram_endpoint(lambda: UDPProtocol(server, tasks), local_addr=(host, port))
-    tcp = await asyncio.start_server(lambda r, w: handle_tcp(server, r, w), host, port)
+    try:
+        tcp = await asyncio.start_server(lambda r, w: handle_tcp(server, r, w), host, port)
+    except BaseException:  # the TCP port may be taken even though the UDP one was free
+        transport.close()
+        raise
     try:
         if ready is not None:
             ready.set()

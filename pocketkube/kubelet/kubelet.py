@@ -49,6 +49,7 @@ class PodTask:
         self.worker = worker
         self.wake = asyncio.Event()
         self.pod: Obj | None = None
+        self.seen = False  # whether the API ever showed this pod to us (an orphan: never)
         self.last_status: bytes = b""
         self.probes: dict[str, asyncio.Task[None]] = {}  # "<kind>/<container id>" -> task
         self.task: asyncio.Task[None] | None = None
@@ -56,6 +57,7 @@ class PodTask:
 
     def update(self, pod: Obj | None) -> None:
         self.pod = pod
+        self.seen = self.seen or pod is not None
         self.wake.set()
 
     def probe_report(self, kind: str, container: str, ok: bool, message: str) -> None:
@@ -147,7 +149,10 @@ class PodTask:
             self.kubelet.tracer.finish(self.trace)
 
     async def _terminate(self, pod: Obj | None) -> None:
-        grace = 30.0
+        # Gone from the API before we could stop it gracefully: force-deleted (kube then uses its
+        # minimum grace, 2 s), or deleted while this agent was away (kube's HandlePodCleanups
+        # kills such orphans with a 1 s grace override). Their spec is not ours to wait on.
+        grace = 2.0 if self.seen else 1.0
         if pod is not None:
             md = pod["metadata"]
             grace = float(md.get("deletionGracePeriodSeconds") if md.get("deletionGracePeriodSeconds") is not None

@@ -12,7 +12,9 @@ The layout follows kube-proxy's nftables mode in spirit (reference/platform.md Â
   endpoints (policy Local, `svl-â€¦`);
 * Service ports with no ready endpoint are in `no-endpoint-*` maps read by filter hooks, which
   `reject` new connections (tcp reset / icmp port-unreachable) instead of letting them hang;
-* postrouting masquerades marked traffic only toward the pod bridge, never out of an uplink.
+* postrouting masquerades marked traffic only toward the pod bridge, or toward pods of other nodes
+  (the cluster CIDR), so a NodePort/LoadBalancer reply comes back through the node that DNATed it;
+  nothing else is ever masqueraded out of an uplink.
 
 The script starts with `table ip T` / `delete table ip T` so that one `nft -f` replaces the table
 atomically (a separate delete then a failing load would leave no table at all).
@@ -36,6 +38,7 @@ class NodeInfo:
     node_name: str
     bridge: str
     nodeport_ips: list[str] = field(default_factory=list)  # empty: every local address but 127/8
+    cluster_cidr: str = ""  # pod network: marked traffic to pods on other nodes is masqueraded too
 
 
 @functools.lru_cache(maxsize=262_144)  # names are stable across syncs: hash each once
@@ -171,7 +174,9 @@ def render_ruleset(ports: list[ServicePort], node: NodeInfo) -> Ruleset:
         "nat-prerouting": ["type nat hook prerouting priority -100; policy accept;", "jump services"],
         "nat-output": ["type nat hook output priority -100; policy accept;", "jump services"],
         "nat-postrouting": ["type nat hook postrouting priority 100; policy accept;",
-                            f'oifname "{node.bridge}" meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade'],
+                            f'oifname "{node.bridge}" meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade',
+                            *([f"ip daddr {node.cluster_cidr} meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade"]
+                              if node.cluster_cidr else [])],
     }
     for hook in ("input", "forward", "output"):
         fixed[f"filter-{hook}"] = [f"type filter hook {hook} priority -10; policy accept;",

@@ -36,6 +36,7 @@ class ProxyConfig:
     node_name: str
     bridge: str = "cbr0"
     service_cidr: str = "10.43.0.0/16"
+    cluster_cidr: str = ""  # pod network; set when pods of other nodes are reached through an uplink
     table: str = ""  # default: pocketkube-<node name>
     kubeconfig: str = ""
     client_config: ClientConfig | None = None
@@ -47,6 +48,8 @@ class ProxyConfig:
         if not self.node_name:
             raise ValueError("proxy: node name must not be empty")
         ipaddress.ip_network(self.service_cidr)
+        if self.cluster_cidr:
+            ipaddress.ip_network(self.cluster_cidr)
         if not self.table:
             self.table = table_name(self.node_name)
         if len(self.table) > 64:
@@ -95,7 +98,7 @@ class Proxier:
         if gateway and gateway not in ips:
             ips.append(gateway)
         return NodeInfo(table=self.config.table, node_name=self.config.node_name, bridge=self.config.bridge,
-                        nodeport_ips=sorted(ips, key=ipaddress.ip_address))
+                        nodeport_ips=sorted(ips, key=ipaddress.ip_address), cluster_cidr=self.config.cluster_cidr)
 
     def render(self, gateway: str | None) -> Ruleset:
         return render_ruleset(service_ports(self.services.list(), self.slices.list()), self.node_info(gateway))

@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass, field
 
 from pocketkube.apiserver.server import APIServer, APIServerConfig
+from pocketkube.controllers.service_lb_pool import parse_pool
 from pocketkube.server.supervisor import ChildProcess, pocketkube_argv
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,11 @@ class ServerConfig:
     control_plane_taint: bool = False
     node_monitor_grace_period: float = 40.0
     cluster_cidr: str = "10.42.0.0/16"
+    service_lb_pool: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         self.apiserver.validate()
+        parse_pool(self.service_lb_pool)
 
 
 async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
@@ -53,7 +56,9 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
         children.append(ChildProcess(
             "controller-manager", pocketkube_argv("controller-manager", "--kubeconfig", kubeconfig,
                                                   "--node-monitor-grace-period", str(config.node_monitor_grace_period),
-                                                  "--cluster-cidr", config.cluster_cidr),
+                                                  "--cluster-cidr", config.cluster_cidr,
+                                                  *(a for cidr in config.service_lb_pool
+                                                    for a in ("--service-lb-pool", cidr))),
             log_path=os.path.join(config.apiserver.data_dir, "controller-manager.log")))
         children.append(ChildProcess(
             "scheduler", pocketkube_argv("scheduler", "--kubeconfig", kubeconfig),

@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 
 class ChildProcess:
     def __init__(self, name: str, argv: list[str], *, log_path: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, hold_path: str | None = None) -> None:
         self.name = name
+        # While this file exists the child is not (re)started: `cluster stop-node` stops a node's
+        # agent this way, as a machine whose kubelet died, without the supervisor reviving it.
+        self.hold_path = hold_path
         self.argv = argv
         self.log_path = log_path
         self.env = env
@@ -33,6 +36,7 @@ class ChildProcess:
         backoff = 0.5
         try:
             while True:
+                await self._wait_released()
                 stdout = open(self.log_path, "ab") if self.log_path else None
                 try:
                     self.proc = await asyncio.create_subprocess_exec(
@@ -56,6 +60,13 @@ class ChildProcess:
                 backoff = min(backoff * 2, 30.0)
         finally:
             await self.stop()
+
+    async def _wait_released(self) -> None:
+        # A file polled, not an Event: another process (`cluster stop-node`) creates and removes it.
+        while self.hold_path:
+            if not os.path.exists(self.hold_path):
+                return
+            await asyncio.sleep(0.2)
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stopping = True

@@ -79,7 +79,8 @@ class NodeCluster:
             return ""
 
 
-def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[NodeCluster]:
+def start_node_cluster(base: str, *, image_archives: list[str],
+                       server_args: tuple[str, ...] = ()) -> Iterator[NodeCluster]:
     tag = f"{random.randrange(16**4):04x}"
     octet = random.randrange(100, 250)
     cluster_cidr, service_cidr = f"10.{octet}.0.0/16", f"10.{octet + 1 if octet < 254 else octet - 1}.0.0/16"
@@ -88,7 +89,8 @@ def start_node_cluster(base: str, *, image_archives: list[str]) -> Iterator[Node
     dns_ip = service_cidr.split("/")[0].rsplit(".", 1)[0] + ".10"
     server = start_server(os.path.join(base, "server"), extra_args=("--cluster-cidr", cluster_cidr,
                                                                       "--service-cidr", service_cidr,
-                                                                      "--node-monitor-grace-period", "40"))
+                                                                      "--node-monitor-grace-period", "40",
+                                                                      *server_args))
     agent_dir = os.path.join(base, "agent")
     import_dir = os.path.join(agent_dir, "images-import")
     os.makedirs(import_dir, exist_ok=True)

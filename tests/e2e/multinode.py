@@ -15,7 +15,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +90,9 @@ def cluster_command(*args: str, timeout: float) -> subprocess.CompletedProcess[s
                           timeout=timeout, check=False, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
 
 
-def start_multi_node_cluster(base: str, *, workers: int = 2, image_archives: list[str]) -> Iterator[MultiNodeCluster]:
+def start_multi_node_cluster(base: str, *, workers: int = 2, image_archives: list[str],
+                             extra_args: Sequence[str] = ()) -> Iterator[MultiNodeCluster]:
+    """`extra_args` go to `cluster up` as they are (e.g. `--server-arg=--node-monitor-grace-period=8`)."""
     name = f"t{random.randrange(16**4):04x}"
     data_dir = os.path.join(base, name)
     cluster = MultiNodeCluster(name=name, data_dir=data_dir, kubeconfig=os.path.join(data_dir, "server", "kubeconfig.yaml"),
@@ -101,7 +103,8 @@ def start_multi_node_cluster(base: str, *, workers: int = 2, image_archives: lis
             cluster.cluster_cidr = f"10.{random.randrange(20, 100)}.0.0/16"
             up = cluster_command("up", "--nodes", str(workers), "--name", name, "--data-dir", data_dir,
                                  "--cluster-cidr", cluster.cluster_cidr, "--timeout", "180",
-                                 *(a for path in image_archives for a in ("--image", path)), timeout=240)
+                                 *(a for path in image_archives for a in ("--image", path)), *extra_args,
+                                 timeout=240)
             if "overlaps" not in up.stderr:
                 break
         if up.returncode != 0:

@@ -139,3 +139,28 @@ def test_control_plane_taint_keeps_user_pods_off(server: ServerProcess) -> None:
     finally:
         c.terminate()
         c.wait(10)
+
+
+def test_out_of_service_taint_releases_pods_stuck_terminating_on_a_dead_node(server: ServerProcess) -> None:
+    # Non-graceful node shutdown: pods deleted on a dead node stay Terminating (no kubelet confirms)
+    # until an operator taints the node out-of-service; then the pod GC force-deletes them.
+    d = fleet(server, "hollow-d-", 1)
+    try:
+        wait(lambda: run_kubectl(server, "get", "node", "hollow-d-0", check=False).returncode == 0)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stuck", "labels": {"app": "stuck"}},
+               "spec": {"nodeSelector": {"kubernetes.io/hostname": "hollow-d-0"}, "terminationGracePeriodSeconds": 600,
+                        "containers": [{"name": "c", "image": "busybox:1.36"}]}}
+        run_kubectl(server, "apply", "-f", "-", input=json.dumps(pod))
+        wait(lambda: json.loads(run_kubectl(server, "get", "pod", "stuck", "-o", "json").stdout)["status"]
+             .get("phase") == "Running")
+    finally:
+        d.kill()
+        d.wait(10)
+    # NotReady after the 4 s grace, evicted 2 s later (the default toleration): Terminating for good.
+    wait(lambda: json.loads(run_kubectl(server, "get", "pod", "stuck", "-o", "json").stdout)["metadata"]
+         .get("deletionTimestamp") is not None, timeout=30)
+    time.sleep(2)
+    assert run_kubectl(server, "get", "pod", "stuck").stdout.split("\n")[1].split()[2] == "Terminating"
+    run_kubectl(server, "taint", "nodes", "hollow-d-0", "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute")
+    wait(lambda: run_kubectl(server, "get", "pod", "stuck", check=False).returncode != 0, timeout=15)
+    run_kubectl(server, "delete", "node", "hollow-d-0")

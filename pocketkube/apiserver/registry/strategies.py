@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
+from pocketkube.api.errors import FieldError
 from pocketkube.api.resources import ResourceInfo
+from pocketkube.api.validation_network import validate_load_balancer_status
 from pocketkube.apiserver.registry.namespaces import NamespaceStrategy
 from pocketkube.apiserver.registry.pods import PodStrategy
 from pocketkube.apiserver.registry.strategy import Strategy
@@ -29,7 +32,35 @@ _BY_RESOURCE[("", "nodes")] = NodeStrategy
 
 
 class ServiceStrategy(Strategy):
+    """kube's dropTypeDependentFields: switching type away from NodePort/LoadBalancer drops the
+    node ports, traffic policy and balancer fields the user left as they were (they were filled
+    in for the old type), and a Service that is no longer a LoadBalancer loses its balancer status."""
+
     return_deleted_object = True
+
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_for_update(new, old)
+        spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
+        new_type, old_type = spec.get("type") or "ClusterIP", old_spec.get("type") or "ClusterIP"
+        external = ("NodePort", "LoadBalancer")
+        if old_type in external and new_type not in external:
+            old_ports = {p.get("nodePort") for p in old_spec.get("ports") or [] if p.get("nodePort")}
+            if {p.get("nodePort") for p in spec.get("ports") or [] if p.get("nodePort")} <= old_ports:
+                for p in spec.get("ports") or []:
+                    p.pop("nodePort", None)
+            if spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
+                spec.pop("externalTrafficPolicy", None)
+        if old_type == "LoadBalancer" and new_type != "LoadBalancer":
+            for field in ("loadBalancerClass", "allocateLoadBalancerNodePorts"):
+                if spec.get(field) == old_spec.get(field):
+                    spec.pop(field, None)
+            if spec.get("healthCheckNodePort") == old_spec.get("healthCheckNodePort"):
+                spec.pop("healthCheckNodePort", None)
+        if new_type != "LoadBalancer" and isinstance(new.get("status"), dict):
+            new["status"]["loadBalancer"] = {}
+
+    def validate_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+        return validate_load_balancer_status((new.get("status") or {}).get("loadBalancer"))
 
 
 _BY_RESOURCE[("", "services")] = ServiceStrategy

@@ -63,10 +63,18 @@ async def dns() -> AsyncIterator[tuple[DNSServer, int]]:
     loop = asyncio.get_running_loop()
     stub, _ = await loop.create_datagram_endpoint(Stub, local_addr=("127.0.0.1", 0))
     server = DNSServer(build_zone(*objects()), upstream=stub.get_extra_info("sockname"))
-    port = free_port()
-    ready = asyncio.Event()
-    task = asyncio.create_task(serve(server, "127.0.0.1", port, ready=ready))
-    await ready.wait()
+    for _ in range(20):  # a port free for UDP may be taken for TCP by another process: try another
+        port = free_port()
+        ready = asyncio.Event()
+        task = asyncio.create_task(serve(server, "127.0.0.1", port, ready=ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            break
+        waiter.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)
+    else:
+        pytest.fail("no free loopback port for the DNS server")
     yield server, port
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

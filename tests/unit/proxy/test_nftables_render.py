@@ -132,10 +132,18 @@ def test_hairpin_masquerade_only_toward_the_bridge() -> None:
     assert text.startswith("table ip pkttest\ndelete table ip pkttest\ntable ip pkttest {\n")
 
 
+def test_nodes_behind_an_uplink_masquerade_external_traffic_to_other_nodes_pods() -> None:
+    # a NodePort/LoadBalancer hit DNATed to a pod on another node must come back through this node
+    node = NodeInfo(table="pkttest", node_name="node-a", bridge="pktbr0", cluster_cidr="10.42.0.0/16")
+    text = render([], node)
+    assert "ip daddr 10.42.0.0/16 meta mark & 0x4000 == 0x4000 masquerade" in text
+    assert text.count("masquerade") == 2
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None, reason="nft -c needs root")
 def test_golden_scripts_parse_with_nft() -> None:
     services, slices = mixed()
-    for node in (NODE, NodeInfo(table="pkttest", node_name="node-a", bridge="pktbr0")):
+    for node in (NODE, NodeInfo(table="pkttest", node_name="node-a", bridge="pktbr0", cluster_cidr="10.42.0.0/16")):
         r = subprocess.run(["nft", "-c", "-f", "-"], input=render(service_ports(services, slices), node),
                            capture_output=True, text=True, check=False)
         assert r.returncode == 0, r.stderr
