@@ -530,6 +530,9 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
             b50, b99 = pct(burst, 0.5), pct(burst, 0.99)
             print(f"burst of {len(burst)}: min {ms(min(burst))} p50 {ms(b50)} p99 {ms(b99)}; all started {span:.2f} s after the first POST")
             print(f"  [{ph_burst.text}]")
+            # The watch event can beat the agent's own handling of its PATCH response, after
+            # which it writes the trace line: give the last pods' lines a moment.
+            await asyncio.sleep(1.0)
             print(trace_report(os.environ[TRACE_ENV], names, w.bound))
             gone = await delete_pods(w, names)
             print(f"  burst deleted and gone in {gone:.2f} s; {load()}")
