@@ -8,9 +8,13 @@ running and `started: true`; scheduling is included, as in the SLI.
 * one at a time: N pods, each deleted (and gone) before the next;
 * a burst: M pods POSTed at once, each timed from its own POST;
 * the raw floor, in the same run and on the same machine: per iteration `ip netns add` + CNI ADD
-  (loopback + bridge, on a bench bridge of its own) + `runc run -d` of busybox from a prepared
-  bundle joining that namespace, timed until runc returns; torn down after each iteration; then
+  (loopback + bridge, on a bench bridge of its own) + conmon running `runc create` of busybox from
+  a prepared bundle joining that namespace + `runc start`, timed until the container's process has
+  exec'd (what the kubelet waits for); torn down after each iteration; then
   as many at once as the burst has pods (what the burst costs with no orchestrator at all);
+* where the time goes: the agent writes one line per pod with a timestamped span per step
+  (kubelet/startup_trace.py, $POCKETKUBE_STARTUP_TRACE); the bench lines them up with its POST and
+  watch times and prints the p50 of each step per phase;
 * agent memory: VmRSS idle and with K pods running, conmon's per-container RSS/PSS beside it.
 
 Targets: p99 ≤ 0.5 s one at a time, p99 ≤ 3 s in the burst of 30, p50 one at a time ≤ 5x the floor's
@@ -47,7 +51,7 @@ from bench_runtime import make_rootfs  # noqa: E402
 from pocketkube.client.rest import APIClient, ClientConfig  # noqa: E402
 from pocketkube.kubelet.network.cni import CNI  # noqa: E402
 from pocketkube.kubelet.network.netns import create_netns, delete_netns, netns_path  # noqa: E402
-from pocketkube.kubelet.runtime import SandboxRef, build_container_spec  # noqa: E402
+from pocketkube.kubelet.runtime import ContainerRuntime, SandboxRef, build_container_spec  # noqa: E402
 from pocketkube.kubelet.runtime.host_facts import remove_cgroup  # noqa: E402
 from tests.e2e.cluster import NodeCluster, start_node_cluster  # noqa: E402
 from tests.support.images import build_busybox_image  # noqa: E402
@@ -225,6 +229,7 @@ class PodWatch:
         self.label = label
         self.started: dict[str, asyncio.Future[float]] = {}
         self.gone: dict[str, asyncio.Future[float]] = {}
+        self.bound: dict[str, float] = {}  # when the watch first showed the pod bound to the node
         self.task: asyncio.Task[None] | None = None
 
     def expect(self, name: str) -> tuple[asyncio.Future[float], asyncio.Future[float]]:
@@ -243,6 +248,8 @@ class PodWatch:
                                                 timeout_seconds=3600, bookmarks=False):
             now = time.perf_counter()
             name = obj.get("metadata", {}).get("name", "")
+            if name not in self.bound and (obj.get("spec") or {}).get("nodeName"):
+                self.bound[name] = now + (time.time() - time.perf_counter())  # wall clock, as the traces
             if etype == "DELETED":
                 fut = self.gone.get(name)
             elif all_started(obj):
@@ -263,17 +270,17 @@ async def create_pods(w: PodWatch, names: list[str]) -> list[float]:
     """POST every pod at once; returns each one's latency to started (s)."""
     futs = [w.expect(n)[0] for n in names]
 
-    async def one(name: str) -> float:
+    async def one(name: str) -> tuple[float, float]:
         t0 = time.perf_counter()
         await w.pods.create(pod_manifest(name, w.label), w.namespace)
-        return t0
+        return t0, time.perf_counter()
 
-    t0s = await asyncio.gather(*(one(n) for n in names))
+    posts = await asyncio.gather(*(one(n) for n in names))
     done = await asyncio.wait_for(asyncio.gather(*futs), BURST_TIMEOUT)
     offset = time.time() - time.perf_counter()
-    for n, t, d in zip(names, t0s, done, strict=True):
-        TIMELINE.append({"pod": n, "post": t + offset, "started_seen": d + offset})
-    return [d - t for d, t in zip(done, t0s, strict=True)]
+    for n, (t, created), d in zip(names, posts, done, strict=True):
+        TIMELINE.append({"pod": n, "post": t + offset, "created": created + offset, "started_seen": d + offset})
+    return [d - t for d, (t, _) in zip(done, posts, strict=True)]
 
 
 async def delete_pods(w: PodWatch, names: list[str]) -> float:
@@ -282,6 +289,73 @@ async def delete_pods(w: PodWatch, names: list[str]) -> float:
     await asyncio.gather(*(w.pods.delete(n, w.namespace) for n in names))
     await asyncio.wait_for(asyncio.gather(*(w.gone[n] for n in names)), BURST_TIMEOUT)
     return time.perf_counter() - t0
+
+
+# ---- where the time goes (the agent's per-pod trace) -----------------------------------------------
+
+TRACE_ENV = "POCKETKUBE_STARTUP_TRACE"
+
+
+def read_traces(path: str) -> tuple[dict[str, dict[str, Any]], list[tuple[float, float, float]]]:
+    """Per pod trace, and the agent's event-loop stalls (when, how long, loop thread CPU meanwhile)."""
+    out: dict[str, dict[str, Any]] = {}
+    stalls: list[tuple[float, float, float]] = []
+    with contextlib.suppress(OSError), open(path) as f:
+        for line in f:
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                if "stall" in rec:
+                    stalls.append((rec["at"], rec["stall"], rec.get("cpu", 0.0)))
+                else:
+                    out[rec["pod"]] = rec
+    return out, stalls
+
+
+def trace_report(path: str, names: list[str], bound: dict[str, float]) -> str:
+    """p50 (max) of each step over `names`: POST -> kubelet sees the pod, each span, PATCH -> watch."""
+    traces, stalls = read_traces(path)
+    posts = {t["pod"]: t for t in TIMELINE}
+    rows: dict[str, list[float]] = {}
+    order: list[str] = []
+
+    def add(step: str, value: float) -> None:
+        if step not in rows:
+            rows[step] = []
+            order.append(step)
+        rows[step].append(value)
+
+    for name in names:
+        tr, tl = traces.get(name), posts.get(name)
+        if tr is None or tl is None:
+            continue
+        add("POST -> 201 Created", tl["created"] - tl["post"])
+        if name in bound:
+            add("POST -> bench sees it bound (scheduler)", bound[name] - tl["post"])
+        add("POST -> kubelet sees pod", tr["seen"] - tl["post"])
+        spans = sorted(tr["spans"], key=lambda x: x[1])
+        if spans:
+            add("seen -> first step", spans[0][1] - tr["seen"])
+        per_step: dict[str, float] = {}
+        for step, a, b in spans:
+            key = step.split(" ")[0]
+            per_step[key] = per_step.get(key, 0.0) + (b - a)
+        for key, value in per_step.items():
+            add(key, value)
+        if spans:
+            add("sum of steps (overlaps counted twice)", sum(b - a for _, a, b in spans))
+        add("PATCH done -> watch event", tl["started_seen"] - tr["reported"])
+    if not rows:
+        return "  (no traces)"
+    lines = [f"  {step:40s} p50 {ms(pct(v, 0.5)):>8s}  max {ms(max(v)):>8s}  (n={len(v)})"
+             for step in order for v in [rows[step]]]
+    mine = [posts[n] for n in names if n in posts]
+    if mine:
+        t0, t1 = min(t["post"] for t in mine), max(t["started_seen"] for t in mine)
+        hits = [(lag, cpu) for at, lag, cpu in stalls if t0 <= at <= t1 + 0.1]
+        lines.append(f"  agent event-loop stalls > 50 ms: {len(hits)}" +
+                     (f", longest {ms(max(h[0] for h in hits))}, {ms(sum(h[0] for h in hits))} in all, "
+                      f"loop thread on CPU {ms(sum(h[1] for h in hits))} of it" if hits else ""))
+    return "\n".join(lines)
 
 
 # ---- the raw floor -----------------------------------------------------------------------------
@@ -305,7 +379,7 @@ class Floor:
 
 
 async def raw_floor(n: int, base: str, avoid_octets: set[int], *, burst: int = 0) -> tuple[Floor, Floor]:
-    """netns + CNI ADD (lo + bridge on a bridge of our own) + `runc run -d`: n times one at a time,
+    """netns + CNI ADD (lo + bridge on a bridge of our own) + conmon (`runc create`) + `runc start`: n times,
     each torn down before the next; then (burst > 0) `burst` of them at once, torn down after."""
     tag = f"{random.randrange(16**4):04x}"
     octet = random.choice([o for o in range(100, 250) if o not in avoid_octets])
@@ -313,7 +387,7 @@ async def raw_floor(n: int, base: str, avoid_octets: set[int], *, burst: int = 0
     fdir = os.path.join(base, "floor")
     cni = CNI(ipam_dir=os.path.join(fdir, "ipam"), cache_dir=os.path.join(fdir, "cni-cache"),
               network_name=f"pkfloor{tag}", bridge=bridge, subnet=f"10.{octet}.0.0/24", pod_routes=())
-    runc_root = os.path.join(fdir, "runc")
+    runtime = ContainerRuntime(os.path.join(fdir, "conmon"), os.path.join(fdir, "runc"), os.path.join(fdir, "exits"))
     cgroup = f"/pocketkube-bench-{tag}"
     rootfs = make_rootfs(fdir)
     seq, par = Floor(), Floor()
@@ -333,21 +407,16 @@ async def raw_floor(n: int, base: str, avoid_octets: set[int], *, burst: int = 0
         t1 = time.perf_counter()
         await cni.add(name, path)
         t2 = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            RUNC, "--root", runc_root, "run", "-d", "-b", bundle, name, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rc = await proc.wait()
+        # conmon runs `runc create` and monitors the container; `runc start` (what the kubelet does)
+        await runtime.create(name, bundle, os.path.join(fdir, "logs", f"{name}.log"))
+        await runtime.start(name)
         t3 = time.perf_counter()
-        if rc != 0:
-            raise RuntimeError(f"runc run -d {name} exited {rc}")
         out.samples.append(FloorSample(t1 - t0, t2 - t1, t3 - t2))
 
     async def down(name: str, out: Floor) -> None:
         t0 = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            RUNC, "--root", runc_root, "delete", "--force", name, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        await proc.wait()
+        with contextlib.suppress(Exception):
+            await runtime.delete(name, force=True)
         with contextlib.suppress(Exception):
             await cni.delete(name, netns_path(name))
         await delete_netns(name)
@@ -419,15 +488,15 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
             floor, floor_burst = await raw_floor(cfg.floor, base, {octet, octet + 1, octet - 1}, burst=cfg.burst)
         totals = [s.total for s in floor.samples]
         f50, f99 = pct(totals, 0.5), pct(totals, 0.99)
-        print(f"raw floor (netns + CNI ADD + runc run -d), n={len(totals)}: p50 {ms(f50)} p99 {ms(f99)}; "
+        print(f"raw floor (netns + CNI ADD + conmon/runc create + runc start), n={len(totals)}: p50 {ms(f50)} p99 {ms(f99)}; "
               f"netns p50 {ms(pct([s.netns for s in floor.samples], 0.5))}, "
               f"CNI ADD p50 {ms(pct([s.cni for s in floor.samples], 0.5))}, "
-              f"runc run -d p50 {ms(pct([s.runc for s in floor.samples], 0.5))}; "
+              f"conmon+runc p50 {ms(pct([s.runc for s in floor.samples], 0.5))}; "
               f"teardown p50 {ms(pct(floor.teardown, 0.5))}")
         fb = [x.total for x in floor_burst.samples]
         fb99 = pct(fb, 0.99)
         print(f"raw floor, {len(fb)} at once: p50 {ms(pct(fb, 0.5))} p99 {ms(fb99)}, all in {floor_burst.span:.2f} s; "
-              f"CNI ADD p50 {ms(pct([x.cni for x in floor_burst.samples], 0.5))}, runc run -d p50 "
+              f"CNI ADD p50 {ms(pct([x.cni for x in floor_burst.samples], 0.5))}, conmon+runc p50 "
               f"{ms(pct([x.runc for x in floor_burst.samples], 0.5))}")
         print(f"  [{ph.text}]")
 
@@ -450,6 +519,7 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
             print(f"one at a time, n={len(seq)}: p50 {ms(s50)} p99 {ms(s99)} (min {ms(min(seq))}, "
                   f"max {ms(max(seq))}); delete-to-gone p50 {ms(pct(deletes, 0.5))}")
             print(f"  [{ph_seq.text}]")
+            print(trace_report(os.environ[TRACE_ENV], [f"bench-{label}-s{i}" for i in range(cfg.sequential)], w.bound))
 
             names = [f"bench-{label}-b{i}" for i in range(cfg.burst)]
             created.extend(names)
@@ -460,6 +530,10 @@ async def run(cluster: NodeCluster, cfg: Settings, base: str, profile: str | Non
             b50, b99 = pct(burst, 0.5), pct(burst, 0.99)
             print(f"burst of {len(burst)}: min {ms(min(burst))} p50 {ms(b50)} p99 {ms(b99)}; all started {span:.2f} s after the first POST")
             print(f"  [{ph_burst.text}]")
+            # The watch event can beat the agent's own handling of its PATCH response, after
+            # which it writes the trace line: give the last pods' lines a moment.
+            await asyncio.sleep(1.0)
+            print(trace_report(os.environ[TRACE_ENV], names, w.bound))
             gone = await delete_pods(w, names)
             print(f"  burst deleted and gone in {gone:.2f} s; {load()}")
 
@@ -522,6 +596,7 @@ def main() -> None:
     base = tempfile.mkdtemp(prefix="pk-podbench-", dir="/tmp")
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {os.cpu_count()} CPUs; {load()}; "
           f"{'quick' if args.quick else 'full'}: {cfg}")
+    os.environ[TRACE_ENV] = os.path.join(base, "startup-trace.jsonl")  # inherited by the agent
     try:
         archive = os.path.join(base, "busybox.tar")
         build_busybox_image(archive, ref=IMAGE)

@@ -55,6 +55,7 @@ def _run_async(coro: object, *, uvloop_ok: bool = True) -> None:
     import asyncio
 
     if not uvloop_ok:
+        _use_pidfd_child_watcher()
         asyncio.run(coro)  # type: ignore[arg-type]
         return
     try:
@@ -63,6 +64,24 @@ def _run_async(coro: object, *, uvloop_ok: bool = True) -> None:
         uvloop.run(coro)  # type: ignore[arg-type]
     except ImportError:  # pragma: no cover
         asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _use_pidfd_child_watcher() -> None:
+    """Wait for subprocesses through pidfds on the loop, as Python 3.12 does by default.
+
+    3.11's default ThreadedChildWatcher starts a thread per subprocess to block in waitpid(); the
+    agent (which cannot use uvloop) runs ~9 short-lived processes per pod started, so that was a
+    thread start + join on the loop for each of them.
+    """
+    import asyncio
+
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # a kernel before 5.3: keep the threaded watcher
+        return
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
 def cmd_server(args: argparse.Namespace, *, disable_agent: bool, disable_controllers: bool = False) -> int:

@@ -27,6 +27,7 @@ from pocketkube.kubelet.pod_worker import PodWorker
 from pocketkube.kubelet.prober import ProbeWorker
 from pocketkube.kubelet.records import RecordStore
 from pocketkube.kubelet.runtime_service import RuntimeService
+from pocketkube.kubelet.startup_trace import PodTrace, StartupTracer, activate, span
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -52,6 +53,7 @@ class PodTask:
         self.last_status: bytes = b""
         self.probes: dict[str, asyncio.Task[None]] = {}  # "<kind>/<container id>" -> task
         self.task: asyncio.Task[None] | None = None
+        self.trace: PodTrace | None = None
 
     def update(self, pod: Obj | None) -> None:
         self.pod = pod
@@ -110,6 +112,7 @@ class PodTask:
 
     async def run(self) -> None:
         kubelet = self.kubelet
+        activate(self.trace)
         try:
             while True:
                 pod = self.pod
@@ -136,11 +139,14 @@ class PodTask:
             return
         md = pod["metadata"]
         try:
-            await self.kubelet.pods.patch(md["name"], {"status": status}, md["namespace"], subresource="status",
-                                          field_manager="pocketkube-kubelet")
+            with span("status.patch"):
+                await self.kubelet.pods.patch(md["name"], {"status": status}, md["namespace"],
+                                              subresource="status", field_manager="pocketkube-kubelet")
             self.last_status = raw
         except errors.NotFound:
-            pass
+            return
+        if self.trace is not None and _all_started(pod, status):
+            self.kubelet.tracer.finish(self.trace)
 
     async def _terminate(self, pod: Obj | None) -> None:
         # Gone from the API before we could stop it gracefully: force-deleted (kube then uses its
@@ -164,6 +170,13 @@ class PodTask:
         self.kubelet.forget(self.uid)
 
 
+def _all_started(pod: Obj, status: Obj) -> bool:
+    want = {c["name"] for c in (pod.get("spec") or {}).get("containers") or []}
+    started = {cs.get("name") for cs in status.get("containerStatuses") or []
+               if "running" in (cs.get("state") or {}) and cs.get("started")}
+    return bool(want) and want <= started
+
+
 class Kubelet:
     def __init__(self, client: APIClient, runtime: RuntimeService, config: KubeletConfig) -> None:
         self.client = client
@@ -177,6 +190,7 @@ class Kubelet:
         self.tasks: dict[str, PodTask] = {}
         self._tg: asyncio.TaskGroup | None = None
         self.node_allocatable: dict[str, str] = {}
+        self.tracer = StartupTracer()
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         """A task in the kubelet's group that logs its failure instead of taking the kubelet down."""
@@ -238,6 +252,7 @@ class Kubelet:
             if self._tg is None:
                 return
             task = PodTask(self, uid, self._worker(new))
+            task.trace = self.tracer.begin(new["metadata"].get("name", ""))
             self.tasks[uid] = task
             task.update(new)
             task.task = self.spawn(task.run(), f"pod-{new['metadata'].get('name')}")
@@ -259,8 +274,16 @@ class Kubelet:
         self.tasks.pop(uid, None)
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.tracer.close()
+
+    async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            if self.tracer.enabled:
+                self.spawn(self.tracer.watch_loop(), "startup-trace-loop-stalls")
             self.informer.start(tg)
             await self.informer.synced.wait()
             for obj in self.informer.list():

@@ -21,6 +21,7 @@ from pocketkube.kubelet.pod_files import DNSSettings, write_pod_files
 from pocketkube.kubelet.pod_status import ContainerView, compute_phase, conditions, container_status
 from pocketkube.kubelet.records import ContainerRecord, RecordStore
 from pocketkube.kubelet.runtime_service import RuntimeService, Sandbox, StartFailure
+from pocketkube.kubelet.startup_trace import span
 from pocketkube.kubelet.volumes import PodVolumes, VolumeError
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ class PodWorker:
                 mounts = self.state.volumes.mounts_for(container)
             except VolumeError as e:
                 raise StartFailure("CreateContainerConfigError", str(e)) from e
-            await self.runtime.pull_image(pod, container)
+            with span(f"image.check {name}"):
+                await self.runtime.pull_image(pod, container)
             rec = await self.runtime.start_container(pod, container, self.state.sandbox, attempt, init=init, env=env,
                                                      mounts=mounts, pod_files=self.state.pod_files)
         except StartFailure as e:
@@ -190,7 +192,8 @@ class PodWorker:
         if self.state.volumes is None:
             self.state.volumes = PodVolumes(self.pod_dir, pod, self.lookup, node_allocatable=self.node_allocatable)
         try:
-            await self.state.volumes.setup()
+            with span("volumes"):
+                await self.state.volumes.setup()
             self.state.volume_error = ""
         except VolumeError as e:
             if self.state.volume_error != str(e):
@@ -199,7 +202,8 @@ class PodWorker:
             return self._status(pod, [], [], sandbox_ready=False)
         if self.state.sandbox is None:
             try:
-                self.state.sandbox = await self.runtime.run_sandbox(pod)
+                with span("sandbox"):
+                    self.state.sandbox = await self.runtime.run_sandbox(pod)
                 self.state.sandbox_error = ""
             except Exception as e:
                 if self.state.sandbox_error != str(e):
@@ -221,8 +225,14 @@ class PodWorker:
         app_specs = list(spec.get("containers") or [])
         if init_done:
             views = await self._views(pod, app_specs, init=False)
-            for c, v in zip(app_specs, views, strict=True):
-                await self._converge(pod, c, v, policy, init=False)
+            # The app containers are independent once the init containers are done: start them
+            # together (the kubelet starts them one by one; each is ~4 process starts here).
+            outcomes = await asyncio.gather(*(self._converge(pod, c, v, policy, init=False)
+                                              for c, v in zip(app_specs, views, strict=True)),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             views = await self._views(pod, app_specs, init=False)
         return self._status(pod, init_views, views, sandbox_ready=True)
 
@@ -308,7 +318,7 @@ class PodWorker:
     async def cleanup(self, pod_uid: str) -> None:
         for rec in self.records.for_pod(pod_uid):
             await self.runtime.remove_container(rec)
-        self.records.forget_pod(pod_uid)
+        await self.records.forget_pod_async(pod_uid)
 
 
 def _seconds_between(start: str, end: str) -> float | None:

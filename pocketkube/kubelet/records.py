@@ -3,8 +3,10 @@ re-adopts running containers instead of restarting them (containers outlive the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -75,6 +77,8 @@ class RecordStore:
         return [d for d in os.listdir(self.root) if os.path.isdir(os.path.join(self.root, d))]
 
     def forget_pod(self, pod_uid: str) -> None:
-        import shutil
-
         shutil.rmtree(os.path.join(self.root, pod_uid), ignore_errors=True)
+
+    async def forget_pod_async(self, pod_uid: str) -> None:
+        """forget_pod off the event loop (a pod's teardown must not stall the others' starts)."""
+        await asyncio.to_thread(self.forget_pod, pod_uid)

@@ -1,8 +1,8 @@
 """The node's real runtime: images on overlayfs, CNI sandboxes with a pause process, runc under conmon.
 
 It implements runtime_service.RuntimeService for the pod workers. A pod's sandbox is a network
-namespace wired by CNI plus a pause container (catatonit) that the app containers join for ipc
-and uts; every container is an OCI bundle built from the pod spec, started by conmon+runc so it
+namespace wired by CNI plus a pause container (catatonit, `runc run --detach`, started while CNI
+runs) that the app containers join for ipc and uts; every app container is an OCI bundle built from the pod spec, started by conmon+runc so it
 outlives the agent, logging in the CRI format under `pods/<uid>/logs/<container>/<attempt>.log`.
 """
 
@@ -29,6 +29,7 @@ from pocketkube.kubelet.runtime.errors import RuntimeError_, SpecError
 from pocketkube.kubelet.runtime.host_facts import current_capabilities, passwd_resolver
 from pocketkube.kubelet.runtime.oci_spec import Mount, SandboxRef, build_container_spec
 from pocketkube.kubelet.runtime_service import Sandbox, StartFailure
+from pocketkube.kubelet.startup_trace import span
 from pocketkube.kubelet.volumes import VolumeMount
 
 log = logging.getLogger(__name__)
@@ -75,29 +76,46 @@ class RuncRuntimeService:
     async def run_sandbox(self, pod: Obj) -> Sandbox:
         uid = pod["metadata"]["uid"]
         async with self._locks.setdefault(uid, asyncio.Lock()):
-            netns_path, podnet = await self.network.setup(pod)
             host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
             pause_id = self._pause_id(uid)
             pid = await self._running_pid(pause_id)
-            if pid is None:
-                self._ensure_pause_rootfs()
-                cdir = os.path.join(self.data_dir, "containers", pause_id)
-                bundle = os.path.join(cdir, "bundle")
-                os.makedirs(bundle, exist_ok=True)
-                spec = build_container_spec(
-                    pod=pod, container={"name": "POD", "command": ["/catatonit", "-P"]}, image_config={},
-                    rootfs=self.pause_rootfs, sandbox=SandboxRef(netns_path, None, host_network), mounts=[], env=[],
-                    cgroup_parent=self._cgroup_parent(uid), hostname=pod_hostname(pod, ""), container_id=pause_id,
-                    container_type="sandbox")
-                spec["root"] = {"path": self.pause_rootfs, "readonly": True}
-                with open(os.path.join(bundle, "config.json"), "wb") as f:
-                    f.write(orjson.dumps(spec))
-                with contextlib.suppress(RuntimeError_):
-                    await self.runtime.delete(pause_id, force=True)
-                pid = await self.runtime.create(pause_id, bundle, os.path.join(cdir, "pause.log"))
-                await self.runtime.start(pause_id)
-            self._pause_pids[uid] = pid
+            started: list[int] = []
+
+            async def start_pause(netns_path: str | None) -> None:
+                if pid is None:
+                    with span("pause.run"):
+                        started.append(await self._start_pause(pod, pause_id, netns_path, host_network))
+
+            try:
+                # The pause process starts while CNI wires the namespace it joins.
+                netns_path, podnet = await self.network.setup(pod, with_namespace=start_pause)
+            except BaseException:
+                if started:  # its namespace was removed again: do not leave it running there
+                    with contextlib.suppress(RuntimeError_):
+                        await self.runtime.remove_detached(pause_id)
+                raise
+            pause_pid = started[0] if started else pid
+            assert pause_pid is not None
+            self._pause_pids[uid] = pause_pid
             return Sandbox(uid, netns_path, podnet.ip, pause_id, host_network)
+
+    async def _start_pause(self, pod: Obj, pause_id: str, netns_path: str | None, host_network: bool) -> int:
+        uid = pod["metadata"]["uid"]
+        self._ensure_pause_rootfs()
+        cdir = os.path.join(self.data_dir, "containers", pause_id)
+        bundle = os.path.join(cdir, "bundle")
+        spec = build_container_spec(
+            pod=pod, container={"name": "POD", "command": ["/catatonit", "-P"]}, image_config={},
+            rootfs=self.pause_rootfs, sandbox=SandboxRef(netns_path, None, host_network), mounts=[], env=[],
+            cgroup_parent=self._cgroup_parent(uid), hostname=pod_hostname(pod, ""), container_id=pause_id,
+            container_type="sandbox")
+        spec["root"] = {"path": self.pause_rootfs, "readonly": True}
+        os.makedirs(bundle, exist_ok=True)
+        with open(os.path.join(bundle, "config.json"), "wb") as f:
+            f.write(orjson.dumps(spec))
+        with contextlib.suppress(RuntimeError_):
+            await self.runtime.delete(pause_id, force=True)  # a stopped one left over
+        return await self.runtime.run_detached(pause_id, bundle)
 
     async def _running_pid(self, container_id: str) -> int | None:
         try:
@@ -109,17 +127,15 @@ class RuncRuntimeService:
     async def stop_sandbox(self, pod: Obj | None, pod_uid: str) -> None:
         pause_id = self._pause_id(pod_uid)
         with contextlib.suppress(RuntimeError_):
-            await self.runtime.stop(pause_id, 2.0)
-        with contextlib.suppress(RuntimeError_):
-            await self.runtime.delete(pause_id, force=True)
-        shutil.rmtree(os.path.join(self.data_dir, "containers", pause_id), ignore_errors=True)
+            await self.runtime.remove_detached(pause_id)  # catatonit -P has nothing to flush
+        await asyncio.to_thread(shutil.rmtree, os.path.join(self.data_dir, "containers", pause_id), True)
         with contextlib.suppress(Exception):
             if pod is not None:
                 await self.network.teardown(pod)
             else:
                 await self.network.teardown_uid(pod_uid)
         self._pause_pids.pop(pod_uid, None)
-        self._remove_cgroup(pod_uid)
+        await asyncio.to_thread(self._remove_cgroup, pod_uid)  # rmdir of a cgroup may wait on the kernel
 
     def _remove_cgroup(self, uid: str) -> None:
         rel = self._cgroup_parent(uid).lstrip("/")
@@ -174,7 +190,8 @@ class RuncRuntimeService:
         with contextlib.suppress(RuntimeError_):
             await self.runtime.delete(cid, force=True)
         try:
-            rootfs = await self.images.mount_rootfs(image, cdir)
+            with span(f"rootfs.mount {name}"):
+                rootfs = await self.images.mount_rootfs(image, cdir)
         except ImageError as e:
             raise StartFailure("CreateContainerError", str(e)) from e
         term_log = os.path.join(cdir, "termination-log")
@@ -199,9 +216,11 @@ class RuncRuntimeService:
         with open(os.path.join(rec.bundle_dir, "config.json"), "wb") as f:
             f.write(orjson.dumps(spec))
         try:
-            await self.runtime.create(cid, rec.bundle_dir, log_path, stdin=bool(container.get("stdin")),
-                                      tty=bool(container.get("tty")), stdin_once=bool(container.get("stdinOnce")))
-            await self.runtime.start(cid)
+            with span(f"create {name}"):
+                await self.runtime.create(cid, rec.bundle_dir, log_path, stdin=bool(container.get("stdin")),
+                                          tty=bool(container.get("tty")), stdin_once=bool(container.get("stdinOnce")))
+            with span(f"start {name}"):
+                await self.runtime.start(cid)
         except RuntimeError_ as e:
             message = str(e)
             failed = dataclasses.replace(rec, started_at=now, finished_at=meta.now_rfc3339(), exit_code=128,
@@ -240,7 +259,7 @@ class RuncRuntimeService:
         cdir = os.path.join(self.data_dir, "containers", rec.container_id)
         with contextlib.suppress(ImageError, OSError):
             await self.images.unmount(cdir)
-        shutil.rmtree(cdir, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, cdir, True)  # the upper dir holds what the container wrote
 
     async def exec_sync(self, rec: ContainerRecord, argv: list[str], timeout: float) -> tuple[int, bytes]:
         proc = await self.runtime.exec(rec.container_id, argv)

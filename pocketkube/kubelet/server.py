@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import os
 import ssl
@@ -23,12 +22,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from pocketkube.kubelet import attach, exec_stream, portforward, spdy_upgrade
+from pocketkube.kubelet import attach, exec_stream, portforward, serving_cert, spdy_upgrade
 from pocketkube.kubelet.netns_socket import listening_socket, open_connection
 from pocketkube.kubelet.records import ContainerRecord, RecordStore
 from pocketkube.kubelet.runtime.errors import RuntimeError_
@@ -69,23 +64,6 @@ def _status(e: StreamError) -> web.Response:
     return web.Response(status=e.code, body=orjson.dumps(body), content_type="application/json")
 
 
-def self_signed(node_name: str, ip: str) -> tuple[bytes, bytes]:
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_name}@{int(time.time())}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(node_name),
-                                                        x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 class KubeletServer:
     """Serves the streaming endpoints for the pods in `pods` (an informer's get by `ns/name`)."""
 
@@ -103,16 +81,10 @@ class KubeletServer:
         self.port = config.port
 
     # ---- lifecycle -----------------------------------------------------------------------------
-    def _ssl_context(self) -> ssl.SSLContext:
+    async def _ssl_context(self) -> ssl.SSLContext:
         tls_dir = os.path.join(self.config.data_dir, "tls")
-        os.makedirs(tls_dir, mode=0o700, exist_ok=True)
         crt, key = os.path.join(tls_dir, "kubelet.crt"), os.path.join(tls_dir, "kubelet.key")
-        if not (os.path.exists(crt) and os.path.exists(key)):
-            cert_pem, key_pem = self_signed(self.config.node_name, self.config.node_ip)
-            for path, data in ((key, key_pem), (crt, cert_pem)):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+        await serving_cert.ensure(crt, key, self.config.node_name, self.config.node_ip)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(crt, key)
         ctx.load_verify_locations(cadata=self.config.ca_pem.decode())
@@ -135,7 +107,7 @@ class KubeletServer:
         await self.runner.setup()
         sock = listening_socket(self.config.netns, self.config.node_ip, self.config.port)
         self.port = sock.getsockname()[1]
-        site = web.SockSite(self.runner, sock, ssl_context=self._ssl_context())
+        site = web.SockSite(self.runner, sock, ssl_context=await self._ssl_context())
         await site.start()
 
     async def stop(self) -> None:

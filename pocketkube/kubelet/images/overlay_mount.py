@@ -78,8 +78,12 @@ def is_mountpoint(path: str) -> bool:
         return os.path.ismount(path)
 
 
-def layers_in_use() -> set[str]:
-    """Layer names (64-hex dir names) that are lower dirs of a mounted overlay."""
+def layers_in_use(layers_root: str | None = None) -> set[str]:
+    """Layer names (64-hex dir names) that are lower dirs of a mounted overlay — of this store's
+    layers dir when `layers_root` is given: another store (another node's agent on the machine)
+    holding a layer of the same digest must not keep ours. Relative lower dirs (the long-list
+    mount, made from inside the layers dir) count as ours."""
+    roots = {"", os.path.abspath(layers_root), os.path.realpath(layers_root)} if layers_root is not None else None
     used: set[str] = set()
     try:
         with open("/proc/self/mountinfo") as f:
@@ -94,7 +98,7 @@ def layers_in_use() -> set[str]:
         for option in _unescape(fields[2]).split(","):
             if option.startswith("lowerdir="):
                 for lower in option[len("lowerdir="):].split(":"):
-                    name = os.path.basename(lower.rstrip("/"))
-                    if _LAYER_NAME.match(name):
+                    parent, name = os.path.split(lower.rstrip("/"))
+                    if _LAYER_NAME.match(name) and (roots is None or parent in roots):
                         used.add(name)
     return used

@@ -303,7 +303,7 @@ class ImageStore:
         for image_id, rec in self._records.items():
             keep_blobs.update(d.removeprefix("sha256:") for d in (image_id, rec.manifest, rec.index) if d)
             keep_layers.update(d.removeprefix("sha256:") for d in rec.layers)
-        keep_layers |= overlay_mount.layers_in_use()
+        keep_layers |= overlay_mount.layers_in_use(self.layers_dir)
         blobs = [n for n in os.listdir(self.blobs_dir) if n not in keep_blobs]
         for name in blobs:
             os.unlink(os.path.join(self.blobs_dir, name))
@@ -323,7 +323,7 @@ class ImageStore:
         img = image if isinstance(image, Image) else self.get(image)
         if img is None:
             raise ImageNotFoundError(f"image {image!r} not found")
-        async with self._shared():  # GC must not take a layer between the check and the mount
+        async with self._mounting():  # GC must not take a layer between the check and the mount
             return await asyncio.to_thread(self._mount, img, container_dir)
 
     def _mount(self, img: Image, container_dir: str) -> str:
@@ -384,6 +384,21 @@ class ImageStore:
                 yield
             finally:
                 os.close(fd)  # releases the flock
+
+    @contextlib.asynccontextmanager
+    async def _mounting(self) -> AsyncIterator[None]:
+        """A shared flock of the index: changes (import, rm, GC) take it exclusively, so no layer
+        goes while a mount is being made, and mounts do not wait for one another (taking the
+        exclusive lock and re-reading the index for each serialised a burst of pod starts)."""
+        fd = os.open(os.path.join(self.root, "index.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     def _reload(self) -> None:
         self._records.clear()

@@ -14,13 +14,17 @@ explicit path, so `runc exec` lands there too). Either way their IP is the node 
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pocketkube.api.meta import Obj
 from pocketkube.kubelet.network.cni import CNI, PodNetwork, PortMapping
 from pocketkube.kubelet.network.netns import create_netns, delete_netns, is_netns, netns_path
+from pocketkube.kubelet.startup_trace import span
 
+NamespaceHook = Callable[[str | None], Awaitable[None]]
 POD_NETNS_PREFIX = "pk-"
 _UID_PREFIX_LEN = 16
 _HOSTNAME_MAX = 63
@@ -67,6 +71,10 @@ def netns_name_for_uid(uid: str, prefix: str = POD_NETNS_PREFIX) -> str:
     return prefix + re.sub(r"[^a-z0-9]", "", uid.lower())[:_UID_PREFIX_LEN]
 
 
+async def _nothing() -> None:
+    return None
+
+
 class SandboxNetwork:
     """Creates and removes pod network namespaces and their CNI attachments on one node."""
 
@@ -87,12 +95,21 @@ class SandboxNetwork:
             return self.node_netns
         return netns_path(self.netns_name(pod))
 
-    async def setup(self, pod: Obj) -> tuple[str | None, PodNetwork]:
+    async def setup(self, pod: Obj, *, with_namespace: NamespaceHook | None = None,
+                    ) -> tuple[str | None, PodNetwork]:
         """Create the pod's namespace and attach it; returns (netns path, network). Idempotent:
         an attachment already cached for a live namespace is returned without a second ADD, a
         stale one (its namespace gone) is deleted first. On CNI failure the namespace is removed
-        again."""
+        again.
+
+        `with_namespace(path)` runs as soon as the namespace exists, concurrently with the CNI
+        ADD (the pause container joins the namespace while it is being wired: nothing in it
+        needs the addresses). Both are awaited before this returns or raises; the hook's own
+        failure is raised after a successful ADD, which stays cached for the retry.
+        """
         if is_host_network(pod):
+            if with_namespace is not None:
+                await with_namespace(self.node_netns)
             return self.node_netns, PodNetwork(ip=self.node_ip, gateway="", interface="", mac="")
         uid = pod_uid(pod)
         name = self.netns_name(pod)
@@ -100,18 +117,24 @@ class SandboxNetwork:
         cached = self.cni.cached(uid)
         if cached is not None:
             if cached.netns == path and is_netns(path):
+                if with_namespace is not None:
+                    await with_namespace(path)
                 return path, PodNetwork.from_result(cached.result, ifname=cached.ifname)
             # The namespace went away under a cached attachment (node reboot: /run/netns is a
             # tmpfs, the cache and host-local's files are not). host-local refuses a second IP
             # for the same container id, so release the stale one first.
             await self.cni.delete(uid, path)
-        await create_netns(name)
-        try:
-            network = await self.cni.add(uid, path, port_mappings=host_port_mappings(pod))
-        except BaseException:
+        with span("netns"):
+            await create_netns(name)
+        hook = with_namespace(path) if with_namespace is not None else _nothing()
+        attached, hooked = await asyncio.gather(
+            self.cni.add(uid, path, port_mappings=host_port_mappings(pod)), hook, return_exceptions=True)
+        if isinstance(attached, BaseException):
             await delete_netns(name)
-            raise
-        return path, network
+            raise attached
+        if isinstance(hooked, BaseException):
+            raise hooked
+        return path, attached
 
     async def teardown(self, pod: Obj) -> None:
         """Detach and remove the pod's namespace. Idempotent; nothing to do for hostNetwork."""

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from pocketkube.kubelet import spawn
 from pocketkube.kubelet.runtime.errors import ContainerCreateError, RuntimeCommandError
 from pocketkube.kubelet.runtime.runc import runc_message
 
@@ -85,31 +86,28 @@ async def launch(argv: list[str], *, container_id: str, paths: ConmonPaths, time
     """
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     env = {"_OCI_SYNCPIPE": str(write_fd), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-    with _open_append(paths.conmon_log) as log:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, env=env, pass_fds=(write_fd,), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log, start_new_session=True,
-                # conmon also writes a legacy `oom` file into its working directory
-                cwd=paths.persist_dir)
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
+    try:
+        with _open_append(paths.conmon_log) as log:
+            # The launcher forks the monitor and exits (about 3 ms); started off the event loop.
+            launched = spawn.run(argv, env=env, pass_fds=(write_fd,), stdout=spawn.DEVNULL, stderr=log,
+                                 start_new_session=True, timeout=timeout,
+                                 # conmon also writes a legacy `oom` file into its working directory
+                                 cwd=paths.persist_dir)
+            returncode = (await launched).returncode
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
     try:
         line = await _read_sync_line(read_fd, timeout)
     except TimeoutError as e:
         _kill_conmon(paths)
         raise RuntimeCommandError(f"conmon did not report a pid within {timeout:g}s",
                                   container_id=container_id) from e
-    finally:
-        # the launcher exits as soon as it has forked the monitor (about 3 ms)
-        if proc.returncode is None:
-            await proc.wait()
     if not line:
-        raise RuntimeCommandError(f"conmon exited ({proc.returncode}) without reporting: {_tail(paths.conmon_log)}",
-                                  container_id=container_id, returncode=proc.returncode)
+        raise RuntimeCommandError(f"conmon exited ({returncode}) without reporting: {_tail(paths.conmon_log)}",
+                                  container_id=container_id, returncode=returncode)
     try:
         message = json.loads(line)
         pid = int(message["data"])

@@ -1,6 +1,7 @@
 """The kubelet's container runtime: conmon + runc, CRI-O style, with state that outlives the agent.
 
 create() has conmon run `runc create` (container left "created"); start() is `runc start`.
+run_detached() is a plain `runc run --detach` with no monitor, for the pod's pause process.
 Everything needed to re-adopt a container after the agent restarts lives on disk: runc's state
 under `runc_root` (ids, pids, bundle and pod annotations via `list()`), and per container under
 `root_dir/<id>/` conmon's pid files and `exit`/`oom` files plus our `started_at`. Exit codes are
@@ -18,10 +19,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pocketkube.kubelet import spawn
 from pocketkube.kubelet.runtime import conmon
-from pocketkube.kubelet.runtime.errors import ContainerNotFound, ContainerNotRunning, ContainerStartError
+from pocketkube.kubelet.runtime.errors import (
+    ContainerCreateError,
+    ContainerNotFound,
+    ContainerNotRunning,
+    ContainerStartError,
+)
 from pocketkube.kubelet.runtime.exec_process import ExecProcess, start_exec
-from pocketkube.kubelet.runtime.runc import RUNC, ContainerState, Runc
+from pocketkube.kubelet.runtime.runc import RUNC, ContainerState, Runc, runc_message
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,51 @@ class ContainerRuntime:
                 break
             await asyncio.sleep(0.001)
         _write_text(os.path.join(self.container_dir(container_id), "started_at"), f"{time.time():.9f}\n")
+
+    async def run_detached(self, container_id: str, bundle_dir: str, *, timeout: float = 60.0) -> int:
+        """`runc run --detach` with no monitor; returns the pid of the running container.
+
+        For the pod sandbox's pause process: it has no output and no exit code anyone reads,
+        so conmon, a separate `runc start` and their two process starts buy it nothing (CRI-O's
+        `drop_infra_ctr` goes further and drops it). It still outlives the agent (runc exits,
+        the process is reparented) and is found again by `runc state`. stdio is /dev/null and a
+        file: the container inherits runc's, and a pipe would stay open as long as it runs.
+        """
+        persist = self.container_dir(container_id)
+        os.makedirs(persist, mode=0o700, exist_ok=True)
+        pidfile = os.path.join(persist, "pidfile")
+        errors_path = os.path.join(persist, "runc-run.log")
+        try:
+            with open(errors_path, "wb") as err:
+                rc = (await spawn.run(
+                    self.runc.argv("run", "--detach", "--pid-file", pidfile, "--bundle", bundle_dir, container_id),
+                    stdout=spawn.DEVNULL, stderr=err, start_new_session=True, timeout=timeout)).returncode
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.runc.delete(container_id, force=True)
+            raise
+        pid = conmon.read_pid(pidfile)
+        if rc != 0 or pid is None:
+            with open(errors_path, errors="replace") as f:
+                message = runc_message(f.read()) or f"runc run exited {rc}"
+            with contextlib.suppress(Exception):
+                await self.runc.delete(container_id, force=True)
+            raise ContainerCreateError(message, container_id=container_id)
+        return pid
+
+    async def remove_detached(self, container_id: str, *, timeout: float = 5.0) -> None:
+        """SIGKILL a container started by run_detached, wait for it to exit, delete it.
+
+        Waiting (pidfd) before `runc delete` spares its `--force` path, which sleeps 100 ms after
+        the kill before it even looks. Also works for a container that has a conmon.
+        """
+        if self.runc.exists(container_id):
+            pid = conmon.read_pid(os.path.join(self.container_dir(container_id), "pidfile"))
+            with contextlib.suppress(ContainerNotRunning, ContainerNotFound):
+                await self.runc.kill(container_id, signal.SIGKILL)
+            if pid is not None:
+                await _wait_exit(pid, timeout)
+        await self.delete(container_id, force=True)
 
     def attach_socket(self, container_id: str) -> str:
         """conmon's attach socket (SOCK_SEQPACKET) of a container created with stdin or a TTY."""
@@ -196,7 +248,7 @@ class ContainerRuntime:
             if pid and _is_conmon(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(self.container_dir(container_id), ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.container_dir(container_id), True)  # off the loop
         # conmon's attach-socket symlink (socket dir -> bundle dir); the bundle is the caller's
         for leftover in (os.path.join(self.exits_dir, container_id), os.path.join(self.socket_dir, container_id)):
             with contextlib.suppress(FileNotFoundError):
@@ -211,6 +263,23 @@ class ContainerRuntime:
             raise ContainerNotFound(f"container {container_id} does not exist", container_id=container_id)
         return await start_exec(self.runc, container_id, [*argv], work_dir=work_dir, tty=tty, env=env,
                                 user=user, cwd=cwd)
+
+
+async def _wait_exit(pid: int, timeout: float) -> None:
+    """Until process `pid` has exited (a zombie counts), at most `timeout` s."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # already gone (or reaped)
+        return
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(pidfd, _resolve, exited)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(exited, timeout)
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 def _is_conmon(pid: int) -> bool:

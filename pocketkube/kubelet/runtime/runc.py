@@ -8,7 +8,6 @@ Containers are never created here: conmon runs `runc create` (see conmon.py). st
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -16,6 +15,7 @@ import signal as signal_mod
 from dataclasses import dataclass, field
 from typing import Any
 
+from pocketkube.kubelet import spawn
 from pocketkube.kubelet.runtime.errors import (
     ContainerNotFound,
     ContainerNotRunning,
@@ -86,20 +86,11 @@ class Runc:
         return [self.binary, "--root", self.root, *args]
 
     async def run(self, *args: str, container_id: str | None = None, timeout: float = 30.0) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv(*args), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            raise
-        if proc.returncode != 0:
-            raise classify(runc_message(err.decode(errors="replace")) or f"runc {args[0]} failed",
-                           container_id, proc.returncode)
-        return out.decode(errors="replace")
+        res = await spawn.run(self.argv(*args), timeout=timeout)  # started off the event loop
+        if res.returncode != 0:
+            raise classify(runc_message(res.stderr.decode(errors="replace")) or f"runc {args[0]} failed",
+                           container_id, res.returncode)
+        return res.stdout.decode(errors="replace")
 
     async def start(self, container_id: str) -> None:
         await self.run("start", container_id, container_id=container_id)

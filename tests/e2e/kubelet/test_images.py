@@ -242,6 +242,24 @@ async def test_remove_and_gc(store: ImageStore, workdir: Path) -> None:
     assert os.listdir(store.layers_dir) == [] and os.listdir(store.blobs_dir) == []
 
 
+async def test_gc_ignores_the_same_layer_mounted_by_another_store(store: ImageStore, workdir: Path) -> None:
+    """Two agents on one machine unpack the same layer digest: one's mount must not pin the other's copy."""
+    built = build_busybox_image(workdir / "shared.tar", ref="gc:shared")
+    other = ImageStore(str(workdir / "other-node-images"))
+    await store.import_archive(built.path)
+    await other.import_archive(built.path)
+    container = workdir / "other-c"
+    await other.mount_rootfs("gc:shared", str(container))
+    try:
+        assert {d[7:] for d in built.diff_ids} <= layers_in_use(other.layers_dir)
+        assert not layers_in_use(store.layers_dir) & {d[7:] for d in built.diff_ids}
+        await store.remove("gc:shared")
+        assert os.listdir(store.layers_dir) == []  # GC'd although the other store's copy is mounted
+        assert sorted(os.listdir(other.layers_dir)) == sorted(d[7:] for d in built.diff_ids)
+    finally:
+        await other.unmount(str(container))
+
+
 async def test_import_names_retag_and_untagged(store: ImageStore, workdir: Path) -> None:
     bare = build_busybox_image(workdir / "bare.tar", ref="1.0", cmd=["echo", "bare"])
     assert await store.import_archive(bare.path, base_name="example.com/app") == ["example.com/app:1.0"]

@@ -332,3 +332,67 @@ async def test_netns_create_delete_idempotent(lab: Lab) -> None:
     await delete_netns(name)
     await delete_netns(name)
     assert not exists(path)
+
+
+async def test_namespace_hook_runs_beside_the_add(lab: Lab) -> None:
+    """`with_namespace` (the pause container) starts once the namespace exists, before the ADD is done."""
+    node = await lab.node(1, uplink_ip="172.31.254.11")
+    uid = secrets.token_hex(16)
+    p = pod("p", uid)
+    seen: list[tuple[str | None, bool, object]] = []
+
+    async def hook(path: str | None) -> None:
+        assert path is not None
+        seen.append((path, is_netns(path), node.cni.cached(uid)))
+
+    path, net = await node.sandbox.setup(p, with_namespace=hook)
+    assert seen == [(path, True, None)]  # the namespace is there, the attachment not yet cached
+    assert node.cni.cached(uid) is not None and net.ip
+
+    # The hook fails: raised after the ADD, which stays cached; the retry reuses it and runs the hook again.
+    uid2 = secrets.token_hex(16)
+    p2 = pod("p2", uid2)
+
+    async def broken(path: str | None) -> None:
+        raise RuntimeError("pause failed")
+
+    with pytest.raises(RuntimeError, match="pause failed"):
+        await node.sandbox.setup(p2, with_namespace=broken)
+    assert uid2 in node.cni.cached_pod_ids()
+    calls: list[str | None] = []
+
+    async def ok(path: str | None) -> None:
+        calls.append(path)
+
+    path2, net2 = await node.sandbox.setup(p2, with_namespace=ok)
+    assert calls == [path2] and len(allocated_ips(node.cni)) == 2 and net2.ip != net.ip
+
+    # The ADD fails: the namespace the hook was given is removed again, no IP is kept.
+    uid3 = secrets.token_hex(16)
+    p3 = pod("p3", uid3)
+    given: list[str | None] = []
+
+    async def remember(path: str | None) -> None:
+        given.append(path)
+
+    good_bin = node.cni.bin_dir
+    node.cni.bin_dir = tempfile.mkdtemp(prefix="nobin", dir=lab.tmp)
+    try:
+        with pytest.raises(CNIError):
+            await node.sandbox.setup(p3, with_namespace=remember)
+    finally:
+        node.cni.bin_dir = good_bin
+    assert given and given[0] is not None and not exists(given[0])
+    assert uid3 not in node.cni.cached_pod_ids() and len(allocated_ips(node.cni)) == 2
+
+    # hostNetwork: the hook gets the node's namespace, no ADD.
+    host: list[str | None] = []
+
+    async def on_host(path: str | None) -> None:
+        host.append(path)
+
+    await node.sandbox.setup(pod("hn", secrets.token_hex(16), host_network=True), with_namespace=on_host)
+    assert host == [node.sandbox.node_netns]
+    await node.sandbox.teardown(p)
+    await node.sandbox.teardown(p2)
+    assert allocated_ips(node.cni) == []

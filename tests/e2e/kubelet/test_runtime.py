@@ -293,3 +293,32 @@ async def test_restricted_and_privileged_specs_run_under_runc(rt: RuntimeEnv) ->
     assert status is not None and status.exit_code == 0
     mine = next(line for line in read_text("/proc/self/status").splitlines(True) if line.startswith("CapEff"))
     assert read_log(rt.log_path(cid)).decode() == mine
+
+
+async def test_run_detached_pause_and_remove(rt: RuntimeEnv) -> None:
+    """The sandbox's pause: `runc run --detach`, no conmon; found again by `runc state`; removed fast."""
+    cid = rt.new_id("pause")
+    bundle = rt.bundle(cid, {"name": "POD", "command": ["sleep", "1000"]})
+    pid = await rt.runtime.run_detached(cid, bundle)
+    for _ in range(200):  # runc returns once `runc init` is told to exec; the exec follows
+        if read_text(f"/proc/{pid}/cmdline").split("\0")[0] == "sleep":
+            break
+        await asyncio.sleep(0.01)
+    assert read_text(f"/proc/{pid}/cmdline").split("\0")[0] == "sleep"
+    state = await rt.runtime.state(cid)
+    assert (state.status, state.pid) == ("running", pid)
+    assert rt.runtime.conmon_pid(cid) is None  # no monitor process for it
+    t0 = time.monotonic()
+    await rt.runtime.remove_detached(cid)
+    assert time.monotonic() - t0 < 5.0
+    assert not rt.runtime.runc.exists(cid) and not os.path.exists(rt.runtime.container_dir(cid))
+    assert not os.path.exists(f"/proc/{pid}") or "Z" in read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1][:3]
+    await rt.runtime.remove_detached(cid)  # idempotent
+
+
+async def test_run_detached_failure_is_a_create_error_and_leaves_nothing(rt: RuntimeEnv) -> None:
+    cid = rt.new_id("badpause")
+    bundle = rt.bundle(cid, {"name": "POD", "command": ["/no/such/pause"]})
+    with pytest.raises(ContainerCreateError, match="no such file"):
+        await asyncio.wait_for(rt.runtime.run_detached(cid, bundle), 30)
+    assert not rt.runtime.runc.exists(cid)

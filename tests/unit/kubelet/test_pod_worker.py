@@ -109,3 +109,37 @@ async def test_terminate_stops_everything(tmp_path: Any) -> None:
     await w.sync(p)
     await w.terminate(p, "uid-1", 1)
     assert rt.stopped == ["a"] and not rt.sandboxes
+
+
+async def test_app_containers_start_together_init_containers_in_order(tmp_path: Any) -> None:
+    """App containers are independent once init is done: started concurrently; init ones one by one."""
+    import asyncio
+
+    class SlowRuntime(FakeRuntime):
+        def __init__(self) -> None:
+            super().__init__()
+            self.running = 0
+            self.most = 0
+
+        async def start_container(self, *args: Any, **kwargs: Any) -> Any:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            try:
+                await asyncio.sleep(0.05)
+                return await super().start_container(*args, **kwargs)
+            finally:
+                self.running -= 1
+
+    rt = SlowRuntime()
+    rt.exits["i1"] = [0]
+    rt.exits["i2"] = [0]
+    w = make(tmp_path, rt)
+    p = pod([{"name": n, "image": "x"} for n in ("a", "b", "c")],
+            init=[{"name": "i1", "image": "x"}, {"name": "i2", "image": "x"}])
+    for _ in range(3):  # one init container per sync, then the app containers
+        status = await w.sync(p)
+    assert rt.started[:2] == [("i1", 0), ("i2", 0)]
+    assert sorted(rt.started[2:]) == [("a", 0), ("b", 0), ("c", 0)]
+    assert rt.most == 3
+    assert status["phase"] == "Running"
+    assert [cs["name"] for cs in status["containerStatuses"]] == ["a", "b", "c"]
