@@ -128,7 +128,9 @@ class RegistryClient:
             if resp.status != 200:
                 message, code = registry_error_message(resp.status, await resp.read())
                 raise RegistryError(message, code=code, http_status=resp.status)
-            out = await asyncio.to_thread(open, dest, "xb")
+            # Opened inline, not in a thread: a cancellation while a thread opened it would leave
+            # the file object unowned (and unclosed); creating an empty file is one quick syscall.
+            out = open(dest, "xb")
             try:
                 with out:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
