@@ -22,6 +22,7 @@ import yaml
 
 from pocketkube.api import errors
 from pocketkube.api.resources import ResourceInfo, ResourceTable
+from pocketkube.client.connections import ClosingConnector, abort_response
 
 Obj = dict[str, Any]
 
@@ -140,7 +141,7 @@ class APIClient:
                 headers["Authorization"] = f"Bearer {self.config.token}"
             self._watch_session = aiohttp.ClientSession(
                 base_url=self.config.server, headers=headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=0),
+                connector=ClosingConnector(ssl=self._ssl, limit=0),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         return self._watch_session
 
@@ -151,15 +152,19 @@ class APIClient:
                 headers["Authorization"] = f"Bearer {self.config.token}"
             self._session = aiohttp.ClientSession(
                 base_url=self.config.server, headers=headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+                connector=ClosingConnector(ssl=self._ssl, limit=64),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-        if self._watch_session is not None:
-            await self._watch_session.close()
+        """Close both pools; every socket is closed when this returns, even those of requests and
+        watches cancelled mid-response (connections.py)."""
+        sessions = [s for s in (self._session, self._watch_session) if s is not None]
+        self._session = self._watch_session = None
+        for s in sessions:
+            if isinstance(connector := s.connector, ClosingConnector):
+                await connector.close_all()
+            await s.close()
 
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
                       content_type: str = "application/json", timeout: float = 30.0) -> Obj:
@@ -267,21 +272,27 @@ class ResourceClient:
                                                                            sock_read=None)) as resp:
             if resp.status >= 400:
                 raise status_error(resp.status, await resp.read())
-            buf = b""
-            async for chunk in resp.content.iter_any():
-                buf += chunk
-                if b"\n" not in chunk:
-                    continue
-                # one split per chunk (a chunk carries many events under load), not one per line
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if not line.strip():
+            ended = False
+            try:
+                buf = b""
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    if b"\n" not in chunk:
                         continue
-                    event = orjson.loads(line)
-                    etype, obj = event.get("type", ""), event.get("object") or {}
-                    if etype == "ERROR":
-                        raise status_error(int(obj.get("code") or 500), orjson.dumps(obj))
-                    yield etype, obj
+                    # one split per chunk (a chunk carries many events under load), not one per line
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        event = orjson.loads(line)
+                        etype, obj = event.get("type", ""), event.get("object") or {}
+                        if etype == "ERROR":
+                            raise status_error(int(obj.get("code") or 500), orjson.dumps(obj))
+                        yield etype, obj
+                ended = True
+            finally:
+                if not ended:  # cancelled, closed by the consumer or failed mid-stream
+                    abort_response(resp)
 
 
 async def wait_until_ready(client: APIClient, timeout: float = 30.0) -> None:

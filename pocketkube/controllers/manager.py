@@ -70,5 +70,7 @@ async def run(config: ControllerManagerConfig) -> None:
             for c in controllers:
                 tg.create_task(c.run(), name=f"controller-{c.name}")
     finally:
-        await client.close()
-        await workloads.close()
+        try:
+            await client.close()
+        finally:  # even if the first close is interrupted
+            await workloads.close()

@@ -97,6 +97,4 @@ async def run(config: SchedulerConfig) -> None:
             tg.create_task(sched.recorder.run(), name="scheduler-events")
             tg.create_task(sched.run(), name="scheduler-loop")
     finally:
-        await client.close()
-        # SSL transports finish closing on the next loop turns (aiohttp's graceful-shutdown advice)
-        await asyncio.sleep(0.1)
+        await client.close()  # returns once every socket is closed (client/connections.py)

@@ -40,7 +40,6 @@ async def scheduler_running(srv: ServerProcess) -> AsyncIterator[APIClient]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await client.close()
-        await asyncio.sleep(0.1)  # let the SSL transports finish closing before the loop ends
 
 
 async def add_node(nodes: ResourceClient, name: str, *, cpu: str, taints: list[Obj] | None = None) -> None:

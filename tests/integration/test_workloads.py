@@ -65,7 +65,6 @@ async def api(server: ServerProcess) -> AsyncIterator[APIClient]:
         yield client
     finally:
         await client.close()
-        await asyncio.sleep(0.1)  # let the SSL transports close before the loop ends
 
 
 async def wait_for(fn: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
