@@ -28,20 +28,11 @@ import pytest
 import yaml
 
 from tests.e2e.multinode import MultiNodeCluster
+from tests.support.polling import wait_until
 
 NS = "default"
 WEB_CMD = "mkdir -p /tmp/w && hostname > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
-
-
-def _wait(predicate: Any, what: str, timeout: float = 60.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _table(node: str) -> str:
@@ -103,9 +94,9 @@ def web(multi_node_cluster: MultiNodeCluster) -> Iterator[dict[str, Any]]:
         c.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS},
                  "spec": {"type": type_, "selector": {"app": "web"},
                           "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}]}})
-    _wait(lambda: len([p for p in _web_pods(c) if _ready(p)]) == 3, "3 ready web pods", timeout=180, interval=0.5)
+    wait_until(lambda: len([p for p in _web_pods(c) if _ready(p)]) == 3, "3 ready web pods", timeout=180, interval=0.5)
     # every node's proxy (client pods may land on either worker) has the three endpoints
-    _wait(lambda: all(_table(n).count(f"{NS}/web/tcp/http__") >= 3 for n in c.nodes),
+    wait_until(lambda: all(_table(n).count(f"{NS}/web/tcp/http__") >= 3 for n in c.nodes),
           "3 web endpoints in every node's table", timeout=60)
     yield {"ips": _node_ips(c)}
     c.kubectl("-n", NS, "delete", "deployment", "web", "--wait=false", check=False)
@@ -156,13 +147,13 @@ def test_load_balancer_gets_the_node_ips_and_they_answer(
         multi_node_cluster: MultiNodeCluster, web: dict[str, Any]) -> None:
     c = multi_node_cluster
     want = sorted(web["ips"].values(), key=lambda ip: tuple(int(x) for x in ip.split(".")))
-    _wait(lambda: [i["ip"] for i in (c.get("-n", NS, "svc", "web-lb")["status"].get("loadBalancer") or {})
+    wait_until(lambda: [i["ip"] for i in (c.get("-n", NS, "svc", "web-lb")["status"].get("loadBalancer") or {})
                    .get("ingress") or []] == want, "the LoadBalancer's ingress IPs", timeout=30)
     rows = c.kubectl("-n", NS, "get", "svc", "web-lb").stdout.splitlines()
     assert rows[1].split()[rows[0].split().index("EXTERNAL-IP")] == ",".join(sorted(want)), rows
     names = {p["metadata"]["name"] for p in _web_pods(c)}
     for ip in want:
-        _wait(lambda: all(f"{ip} . tcp . 80 : goto ext-" in _table(n) for n in c.nodes),  # noqa: B023
+        wait_until(lambda: all(f"{ip} . tcp . 80 : goto ext-" in _table(n) for n in c.nodes),  # noqa: B023
               f"{ip}:80 in every node's table", timeout=10)
         assert {_curl(f"http://{ip}/") for _ in range(3)} == names, ip
     out = _client_pod(c, "lb-client", f"timeout 5 wget -qO- http://{want[0]}/")
@@ -198,19 +189,19 @@ def test_scaling_updates_every_node_within_a_second(multi_node_cluster: MultiNod
         return not any(f"dnat to {ip}:8080" in t for ip in ips for t in (_table(n) for n in c.nodes))
 
     c.kubectl("-n", NS, "scale", "deployment", "web", "--replicas=5")
-    ready_at = _wait(lambda: len([p for p in _pods_now(url, ctx) if _ready(p)]) == 5 and time.monotonic(),
+    ready_at = wait_until(lambda: len([p for p in _pods_now(url, ctx) if _ready(p)]) == 5 and time.monotonic(),
                      "5 ready pods", timeout=120, interval=0.05)
     new = {p["status"]["podIP"] for p in _pods_now(url, ctx)} - before
     assert len(new) == 2
-    added_at = _wait(lambda: all(in_tables(new)) and time.monotonic(), "the new endpoints in every node's table",
+    added_at = wait_until(lambda: all(in_tables(new)) and time.monotonic(), "the new endpoints in every node's table",
                      timeout=10, interval=0.02)
     assert added_at - ready_at < 1.0, f"scale up reached the tables {added_at - ready_at:.2f}s after readiness"
 
     c.kubectl("-n", NS, "scale", "deployment", "web", "--replicas=3")
-    leaving_at = _wait(lambda: len(gone := {p["status"].get("podIP") for p in _pods_now(url, ctx)
+    leaving_at = wait_until(lambda: len(gone := {p["status"].get("podIP") for p in _pods_now(url, ctx)
                                             if p["metadata"].get("deletionTimestamp")}) == 2
                        and (time.monotonic(), gone), "2 pods being deleted", timeout=60, interval=0.05)
-    removed_at = _wait(lambda: in_no_table(leaving_at[1]) and time.monotonic(),
+    removed_at = wait_until(lambda: in_no_table(leaving_at[1]) and time.monotonic(),
                        "the deleted endpoints out of every node's table", timeout=10, interval=0.02)
     assert removed_at - leaving_at[0] < 1.0, f"scale down took {removed_at - leaving_at[0]:.2f}s"
     print(f"scale up: tables {added_at - ready_at:.3f}s after readiness; "

@@ -16,7 +16,6 @@ import json
 import os
 import random
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 from pocketkube.cluster.network import used_ipv4_networks
 from tests.e2e.cluster import NodeCluster, start_node_cluster
 from tests.support.images import build_busybox_image
+from tests.support.polling import wait_until
 
 WEB_CMD = "mkdir -p /tmp/w && hostname > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"
 
@@ -48,22 +48,12 @@ def pool_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Nod
     pool = _free_pool()
     for cluster in start_node_cluster(base, image_archives=[archive], server_args=("--service-lb-pool", pool)):
         route = ["ip", "route", "add", pool, "dev", cluster.bridge]
-        _wait(lambda: subprocess.run(route, capture_output=True, check=False).returncode == 0  # noqa: B023
+        wait_until(lambda: subprocess.run(route, capture_output=True, check=False).returncode == 0  # noqa: B023
               or None, "the bridge, to route the pool to", timeout=60)
         try:
             yield cluster, pool
         finally:
             subprocess.run(["ip", "route", "del", pool, "dev", cluster.bridge], capture_output=True, check=False)
-
-
-def _wait(predicate: Any, what: str, timeout: float = 60.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _table(cluster: NodeCluster) -> str:
@@ -94,27 +84,27 @@ def test_pool_addresses_answer_from_the_host(pool_cluster: tuple[NodeCluster, st
                                      "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}}))
     cluster.kubectl("apply", "-f", "-", input=_lb("asked", loadBalancerIP=hosts[4]))
     cluster.kubectl("apply", "-f", "-", input=_lb("auto"))
-    _wait(lambda: _ingress(cluster, "asked") == [hosts[4]], "the requested pool address")
-    _wait(lambda: _ingress(cluster, "auto") == [hosts[0]], "the first pool address")
+    wait_until(lambda: _ingress(cluster, "asked") == [hosts[4]], "the requested pool address")
+    wait_until(lambda: _ingress(cluster, "auto") == [hosts[0]], "the first pool address")
     rows = cluster.kubectl("get", "svc", "asked", "auto").stdout.splitlines()
     col = rows[0].split().index("EXTERNAL-IP")
     assert {r.split()[0]: r.split()[col] for r in rows[1:]} == {"asked": hosts[4], "auto": hosts[0]}, rows
 
-    pods = _wait(lambda: (items := json.loads(cluster.kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)
+    pods = wait_until(lambda: (items := json.loads(cluster.kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)
                           ["items"]) and len([p for p in items if any(
                               c["type"] == "Ready" and c["status"] == "True"
                               for c in p["status"].get("conditions") or [])]) == 2 and items,
                  "2 ready web pods", timeout=90)
     names = {p["metadata"]["name"] for p in pods}
     for ip in (hosts[4], hosts[0]):
-        _wait(lambda: f"{ip} . tcp . 80 : goto ext-" in _table(cluster) and _table(cluster).count(":8080") >= 4,  # noqa: B023
+        wait_until(lambda: f"{ip} . tcp . 80 : goto ext-" in _table(cluster) and _table(cluster).count(":8080") >= 4,  # noqa: B023
               f"{ip} in the proxy's table")
         got = {subprocess.run(["curl", "-s", "-m", "5", f"http://{ip}/"], capture_output=True, text=True,
                               check=False).stdout.strip() for _ in range(4)}
         assert got == names, (ip, got)
 
     cluster.kubectl("patch", "svc", "auto", "--type=merge", "-p", '{"spec": {"type": "ClusterIP"}}')
-    _wait(lambda: _ingress(cluster, "auto") == [], "the address to leave the Service")
-    _wait(lambda: f"{hosts[0]} . tcp . 80" not in _table(cluster), "its rule to leave the table", timeout=10)
+    wait_until(lambda: _ingress(cluster, "auto") == [], "the address to leave the Service")
+    wait_until(lambda: f"{hosts[0]} . tcp . 80" not in _table(cluster), "its rule to leave the table", timeout=10)
     cluster.kubectl("delete", "svc", "asked", "auto")
     cluster.kubectl("delete", "deployment", "web", "--wait=false")

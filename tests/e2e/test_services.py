@@ -26,6 +26,7 @@ from dnslib import QTYPE, RR, A, DNSRecord
 
 from tests.conftest import REPO
 from tests.e2e.cluster import NodeCluster
+from tests.support.polling import wait_until
 
 WEB_CMD = "mkdir -p /tmp/w && hostname > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"
 
@@ -38,16 +39,6 @@ def _table(cluster: NodeCluster) -> str:
     r = subprocess.run(["nft", "list", "table", "ip", f"pocketkube-{cluster.node}"], capture_output=True,
                        text=True, check=False)
     return r.stdout
-
-
-def _wait(predicate: Any, what: str, timeout: float = 60.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _svc(name: str, selector: dict[str, str], *, type_: str = "ClusterIP") -> dict[str, Any]:
@@ -88,7 +79,7 @@ def web(cluster: NodeCluster) -> Iterator[str]:
                               "template": {"metadata": {"labels": {"app": "web"}}, "spec": _web_pod_spec()}}})
     _apply(cluster, _svc("web", {"app": "web"}))
     ip = _cluster_ip(cluster, "web")
-    _wait(lambda: _table(cluster).count("default/web/tcp/http__") >= 3 and "numgen inc mod 3" in _table(cluster),
+    wait_until(lambda: _table(cluster).count("default/web/tcp/http__") >= 3 and "numgen inc mod 3" in _table(cluster),
           "3 ready web endpoints in the proxy's table", timeout=90)
     yield ip
     cluster.kubectl("delete", "deployment", "web", "--timeout=60s", check=False, timeout=90)
@@ -134,7 +125,7 @@ def dns(cluster: NodeCluster) -> Iterator[str]:
              "--upstream", f"127.0.0.1:{stub.sock.getsockname()[1]}"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        _wait(lambda: "serving on" in _read(log_path) or proc.poll() is not None, "the DNS server", timeout=30)
+        wait_until(lambda: "serving on" in _read(log_path) or proc.poll() is not None, "the DNS server", timeout=30)
         assert proc.poll() is None, _read(log_path)
         yield cluster.dns_ip
     finally:
@@ -171,7 +162,7 @@ def test_node_port_and_cluster_ip_from_the_host(cluster: NodeCluster, web: str) 
     svc = json.loads(cluster.kubectl("get", "svc", "web-np", "-o", "json").stdout)
     node_port = svc["spec"]["ports"][0]["nodePort"]
     assert 30000 <= node_port <= 32767
-    _wait(lambda: f"tcp . {node_port} : goto ext-" in _table(cluster), "the NodePort rule")
+    wait_until(lambda: f"tcp . {node_port} : goto ext-" in _table(cluster), "the NodePort rule")
     names = {_curl(f"http://{_gateway(cluster)}:{node_port}/").stdout.strip() for _ in range(6)}
     assert len(names) == 3 and all(n.startswith("web-") for n in names), names
     assert _curl(f"http://{web}/").stdout.startswith("web-")
@@ -216,11 +207,11 @@ def test_unready_pod_leaves_rotation_within_a_second(cluster: NodeCluster) -> No
                          "spec": _web_pod_spec(extra, **probe)})
     _apply(cluster, _svc("flip", {"app": "flip"}))
     b_ip = cluster.wait_pod("flip-b", lambda p: p["status"].get("podIP"))["status"]["podIP"]
-    _wait(lambda: _table(cluster).count("default/flip/tcp/http__") >= 2 and "numgen inc mod 2" in _table(cluster),
+    wait_until(lambda: _table(cluster).count("default/flip/tcp/http__") >= 2 and "numgen inc mod 2" in _table(cluster),
           "both flip endpoints in rotation", timeout=40)
-    slice_unready_at = _wait(lambda: _slice_ready(cluster, "flip").get(b_ip) is False and time.monotonic(),
+    slice_unready_at = wait_until(lambda: _slice_ready(cluster, "flip").get(b_ip) is False and time.monotonic(),
                              "flip-b unready in its EndpointSlice", timeout=40, interval=0.05)
-    gone_at = _wait(lambda: f"{b_ip}:8080" not in _table(cluster) and time.monotonic(),
+    gone_at = wait_until(lambda: f"{b_ip}:8080" not in _table(cluster) and time.monotonic(),
                     "flip-b out of the table", timeout=5, interval=0.02)
     assert gone_at - slice_unready_at < 1.0
     ip = _cluster_ip(cluster, "flip")
@@ -232,7 +223,7 @@ def test_unready_pod_leaves_rotation_within_a_second(cluster: NodeCluster) -> No
 def test_service_without_endpoints_refuses_at_once(cluster: NodeCluster) -> None:
     _apply(cluster, _svc("nothing", {"app": "nothing-here"}))
     ip = _cluster_ip(cluster, "nothing")
-    _wait(lambda: f"{ip} . tcp . 80 : goto reject-chain" in _table(cluster), "the reject rule")
+    wait_until(lambda: f"{ip} . tcp . 80 : goto reject-chain" in _table(cluster), "the reject rule")
     start = time.monotonic()
     r = _curl(f"http://{ip}/", timeout=5)
     assert r.returncode == 7, r  # connection refused, not a timeout (28)
