@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from pocketkube.api import errors, meta
+from pocketkube.api.validation_common import GoLiteral, invalid
 from pocketkube.storage.interface import KeyExistsError, KeyNotFoundError, Storage
 
 Obj = dict[str, Any]
@@ -160,7 +161,7 @@ class Allocators:
 
 def _invalid_ip(svc: Obj, value: str, message: str) -> errors.Invalid:
     return errors.Invalid("", "Service", meta.name_of(svc), [
-        errors.FieldError("spec.clusterIPs", message, value=f'[]string{{"{value}"}}')])
+        invalid("spec.clusterIPs", GoLiteral(f'[]string{{"{value}"}}'), message)])
 
 
 def _invalid_port(svc: Obj, index: int, value: int, message: str) -> errors.Invalid:
