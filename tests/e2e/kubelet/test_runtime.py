@@ -165,9 +165,12 @@ async def test_exec_tty(rt: RuntimeEnv) -> None:
     proc = await rt.runtime.exec(cid, ["sh"], tty=True)  # interactive: input echoed, prompt shown
     assert proc.stdin is not None
     proc.resize(80, 24)
+    # Type at the prompt, as a person does: runc resizes the container's pty only once the process
+    # already runs, so a command typed ahead could read the size before the resize lands.
+    banner = await asyncio.wait_for(proc.stdout.readuntil(b"# "), 10)
     proc.stdin.write(b"stty size; echo marker-$((6*7)); exit 3\n")
     await proc.stdin.drain()
-    out = await asyncio.wait_for(proc.stdout.read(), 10)
+    out = banner + await asyncio.wait_for(proc.stdout.read(), 10)
     assert b"24 80\r\n" in out and b"marker-42\r\n" in out
     assert await proc.wait() == 3
 
