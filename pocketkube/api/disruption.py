@@ -35,6 +35,20 @@ def is_percent(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def replace_condition(conditions: list[Obj] | None, condition: Obj) -> list[Obj]:
+    """`conditions` with `condition` in place of any of its type (appended last); lastTransitionTime
+    kept while the status stays the same, as kube's UpdatePodCondition / SetStatusCondition do."""
+    old = next((c for c in conditions or [] if c.get("type") == condition["type"]), None)
+    keep = old is not None and old.get("status") == condition.get("status") and old.get("lastTransitionTime")
+    new = {**condition, "lastTransitionTime": old["lastTransitionTime"] if keep and old else meta.now_rfc3339()}
+    return [*(c for c in conditions or [] if c.get("type") != condition["type"]), new]
+
+
+def disruption_target(reason: str, message: str) -> Obj:
+    """The DisruptionTarget pod condition each deleter of a pod it did not own sets first."""
+    return {"type": "DisruptionTarget", "status": "True", "reason": reason, "message": message}
+
+
 def set_disruption_allowed_condition(pdb: Obj, *, allowed: bool, reason: str = "", message: str = "") -> None:
     """The DisruptionAllowed condition (reasons SufficientPods, InsufficientPods, SyncFailed)."""
     status = pdb.setdefault("status", {})
@@ -42,9 +56,6 @@ def set_disruption_allowed_condition(pdb: Obj, *, allowed: bool, reason: str = "
     want: Obj = {"type": "DisruptionAllowed", "status": "True" if allowed else "False",
                  "reason": reason or ("SufficientPods" if allowed else "InsufficientPods"), "message": message,
                  "observedGeneration": int(pdb["metadata"].get("generation") or 0)}
-    same = old is not None and old.get("status") == want["status"]
-    want["lastTransitionTime"] = (old or {}).get("lastTransitionTime") if same else meta.now_rfc3339()
-    if same and all(old.get(k) == v for k, v in want.items()):  # type: ignore[union-attr]
+    if old is not None and old.get("status") == want["status"] and all(old.get(k) == v for k, v in want.items()):
         return
-    status["conditions"] = [*(c for c in status.get("conditions") or [] if c.get("type") != "DisruptionAllowed"),
-                            want]
+    status["conditions"] = replace_condition(status.get("conditions"), want)

@@ -16,7 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pocketkube.api import errors, meta
-from pocketkube.api.disruption import pod_ready, set_disruption_allowed_condition
+from pocketkube.api.disruption import (
+    disruption_target,
+    pod_ready,
+    replace_condition,
+    set_disruption_allowed_condition,
+)
 from pocketkube.api.selectors import parse_field_selector, parse_label_selector, selector_from_spec
 from pocketkube.apiserver.registry.store import DeleteOptions, ListOptions, Store, WriteOptions
 
@@ -106,22 +111,10 @@ async def _mark_and_delete(pods: Store, namespace: str, name: str, opts: DeleteO
     the caller's preconditions hold for the pod as it was, and move to our own write."""
     if not opts.dry_run:
         async def mark(pod: Obj) -> Obj:
-            md = pod["metadata"]
-            if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
-                raise pods.conflict(name, f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
-                                          f"UID in object meta: {md.get('uid')}")
-            if opts.precondition_rv and opts.precondition_rv != md.get("resourceVersion"):
-                raise pods.conflict(name, "Precondition failed: ResourceVersion in precondition: "
-                                          f"{opts.precondition_rv}, ResourceVersion in object meta: "
-                                          f"{md.get('resourceVersion')}")
+            pods.check_delete_preconditions(name, pod["metadata"], opts)
             status = pod.setdefault("status", {})
-            conds = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
-            old: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "DisruptionTarget"), {})
-            status["conditions"] = [*conds, {
-                "type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
-                "message": "Eviction API: evicting",
-                "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == "True"
-                else meta.now_rfc3339()}]
+            status["conditions"] = replace_condition(
+                status.get("conditions"), disruption_target("EvictionByEvictionAPI", "Eviction API: evicting"))
             return pod
 
         updated = await pods.guaranteed_update(namespace, name, mark, WriteOptions(), subresource="status")

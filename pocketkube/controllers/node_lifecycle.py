@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pocketkube.api import errors, meta
+from pocketkube.api.disruption import disruption_target, replace_condition
 from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import APIClient
@@ -231,10 +232,8 @@ class NodeLifecycleController(Controller):
         pod = {"kind": "Pod", "apiVersion": "v1", **pod}
         await self.recorder.event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {key}")
         pods = self.client.core("pods")
-        conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "DisruptionTarget"]
-        conds.append({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
-                      "message": "Taint manager: deleting due to NoExecute taint",
-                      "lastTransitionTime": meta.now_rfc3339()})
+        conds = replace_condition((pod.get("status") or {}).get("conditions"), disruption_target(
+            "DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint"))
         try:
             await pods.patch(name, {"status": {"conditions": conds}}, ns, subresource="status",
                              field_manager="node-controller")

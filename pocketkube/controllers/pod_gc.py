@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from pocketkube.api import errors, meta
+from pocketkube.api.disruption import disruption_target, replace_condition
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import APIClient
 from pocketkube.controllers.base import Controller
@@ -113,9 +114,7 @@ class PodGCController(Controller):
                 gone.add(name)
         for pod in pods:
             if (pod.get("spec") or {}).get("nodeName") in gone:
-                await self._fail_and_delete(pod, {"type": "DisruptionTarget", "status": "True",
-                                                  "reason": "DeletionByPodGC",
-                                                  "message": "PodGC: node no longer exists"})
+                await self._fail_and_delete(pod, disruption_target("DeletionByPodGC", "PodGC: node no longer exists"))
 
     async def gc_terminating(self, pods: list[Obj]) -> None:
         nodes = {n["metadata"]["name"]: n for n in self.nodes.list()}
@@ -139,8 +138,7 @@ class PodGCController(Controller):
         if status.get("phase") not in ("Succeeded", "Failed"):
             patch: Obj = {"phase": "Failed"}
             if condition is not None:
-                conds = [c for c in status.get("conditions") or [] if c.get("type") != condition["type"]]
-                patch["conditions"] = [*conds, {**condition, "lastTransitionTime": meta.now_rfc3339()}]
+                patch["conditions"] = replace_condition(status.get("conditions"), condition)
             try:
                 await self.pods_client.patch(md["name"], {"status": patch}, md["namespace"], subresource="status",
                                              field_manager="pod-garbage-collector")

@@ -374,19 +374,23 @@ class Store:
         return bool(old["metadata"].get("finalizers")) or not old["metadata"].get("deletionGracePeriodSeconds")
 
     # ---- delete ----------------------------------------------------------------------------
+    def check_delete_preconditions(self, name: str, md: Obj, opts: DeleteOptions) -> None:
+        """DeleteOptions.preconditions (uid, resourceVersion) against the object's metadata: 409 if unmet."""
+        if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
+            raise self.conflict(name, f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
+                                      f"UID in object meta: {md.get('uid')}")
+        if opts.precondition_rv and opts.precondition_rv != md.get("resourceVersion"):
+            raise self.conflict(name, "Precondition failed: ResourceVersion in precondition: "
+                                      f"{opts.precondition_rv}, ResourceVersion in object meta: "
+                                      f"{md.get('resourceVersion')}")
+
     async def delete(self, namespace: str, name: str, opts: DeleteOptions) -> tuple[Obj, bool]:
         """Delete; returns (object, deleted_now). Not deleted now: finalizers or grace pending."""
         for _ in range(32):
             co = await self.get_cached(namespace, name)
             obj = copy.deepcopy(co.obj)
             md = obj["metadata"]
-            if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
-                raise self.conflict(name, f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
-                                          f"UID in object meta: {md.get('uid')}")
-            if opts.precondition_rv and opts.precondition_rv != md.get("resourceVersion"):
-                raise self.conflict(name, "Precondition failed: ResourceVersion in precondition: "
-                                          f"{opts.precondition_rv}, ResourceVersion in object meta: "
-                                          f"{md.get('resourceVersion')}")
+            self.check_delete_preconditions(name, md, opts)
             if self.admission is not None:
                 await self.admission("delete", self.info, obj, None, opts.dry_run)
             finalizers = list(md.get("finalizers") or [])
