@@ -1,8 +1,15 @@
-"""Builders of Service and EndpointSlice dicts for the proxy tests and the proxy bench."""
+"""Builders of Service and EndpointSlice dicts for the proxy tests and the proxy bench, and a
+throwaway network namespace for the tests that load rules into a real kernel."""
 
 from __future__ import annotations
 
+import contextlib
+import random
+import subprocess
+from collections.abc import Iterator
 from typing import Any
+
+from pocketkube.proxy import nftables_apply
 
 Obj = dict[str, Any]
 
@@ -37,3 +44,19 @@ def many(n: int, endpoints_each: int = 2) -> tuple[list[Obj], list[Obj]]:
                for k in range(endpoints_each)]
         slices.append(endpoint_slice(name, eps, [{"name": "http", "port": 8080, "protocol": "TCP"}]))
     return services, slices
+
+
+@contextlib.contextmanager
+def scratch_netns(*ip_commands: list[str]) -> Iterator[str]:
+    """A network namespace of its own (`pkt<hex>`), each `ip -n NS …` command run in it first; yields
+    its /run/netns path and deletes it afterwards (the in-process nft context of it released first)."""
+    name = f"pkt{random.randrange(16**6):06x}"
+    path = f"/run/netns/{name}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for cmd in ip_commands:
+            subprocess.run(["ip", "-n", name, *cmd], check=True)
+        yield path
+    finally:
+        nftables_apply.release(path)  # a libnftables thread would keep the namespace alive
+        subprocess.run(["ip", "netns", "delete", name], check=False)

@@ -19,20 +19,15 @@ import pytest
 from pocketkube.proxy import libnftables, nftables_apply
 from pocketkube.proxy.model import service_ports
 from pocketkube.proxy.nftables_render import NodeInfo, render
-from tests.unit.proxy.fixtures import many
+from tests.unit.proxy.fixtures import many, scratch_netns
 
 
 @pytest.fixture
 def netns() -> Iterator[str]:
     if os.geteuid() != 0 or shutil.which("nft") is None or not libnftables.available():
         pytest.skip("needs root, nft and libnftables")
-    name = f"pkt{random.randrange(16**6):06x}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield f"/run/netns/{name}"
-    finally:
-        nftables_apply.release(f"/run/netns/{name}")
-        subprocess.run(["ip", "netns", "delete", name], check=False)
+    with scratch_netns() as path:
+        yield path
 
 
 def _tables(netns: str | None) -> str:

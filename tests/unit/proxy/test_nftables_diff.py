@@ -25,7 +25,7 @@ from pocketkube.proxy.nftables_render import (
     render_fragment,
     render_ruleset,
 )
-from tests.unit.proxy.fixtures import endpoint, endpoint_slice, many, service
+from tests.unit.proxy.fixtures import endpoint, endpoint_slice, many, scratch_netns, service
 
 HTTP = [{"name": "http", "port": 8080, "protocol": "TCP"}]
 TAG = f"{random.randrange(16**6):06x}"  # unique table names, even inside the test's own namespace
@@ -103,13 +103,8 @@ def _normalized(netns: str, table: str) -> dict[str, Any]:
 def netns() -> Iterator[str]:
     if os.geteuid() != 0 or shutil.which("nft") is None:
         pytest.skip("needs root and nft")
-    name = f"pkt{random.randrange(16**6):06x}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield f"/run/netns/{name}"
-    finally:
-        nftables_apply.release(f"/run/netns/{name}")  # its libnftables thread sits in the namespace
-        subprocess.run(["ip", "netns", "delete", name], check=False)
+    with scratch_netns() as path:
+        yield path
 
 
 async def test_incremental_equals_full_load(netns: str) -> None:

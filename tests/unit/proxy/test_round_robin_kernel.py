@@ -19,7 +19,7 @@ import pytest
 
 from pocketkube.proxy.model import service_ports
 from pocketkube.proxy.nftables_render import RULE_CHAIN_MAX, NodeInfo, render
-from tests.unit.proxy.fixtures import endpoint, endpoint_slice, service
+from tests.unit.proxy.fixtures import endpoint, endpoint_slice, scratch_netns, service
 
 HTTP = [{"name": "http", "port": 8080, "protocol": "UDP"}]
 # each datagram from its own source port: a reused one would match the earlier conntrack entry
@@ -38,16 +38,10 @@ for i in range(int(sys.argv[2])):
 def netns() -> Iterator[str]:
     if os.geteuid() != 0 or shutil.which("nft") is None:
         pytest.skip("needs root and nft")
-    name = f"pkt{random.randrange(16**6):06x}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for cmd in (["link", "set", "lo", "up"], ["link", "add", "pktd0", "type", "bridge"],
-                    ["addr", "add", "10.42.0.1/16", "dev", "pktd0"], ["link", "set", "pktd0", "up"],
-                    ["route", "add", "10.43.0.0/16", "dev", "pktd0", "src", "10.42.0.1"]):
-            subprocess.run(["ip", "-n", name, *cmd], check=True)
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
+    with scratch_netns(["link", "set", "lo", "up"], ["link", "add", "pktd0", "type", "bridge"],
+                       ["addr", "add", "10.42.0.1/16", "dev", "pktd0"], ["link", "set", "pktd0", "up"],
+                       ["route", "add", "10.43.0.0/16", "dev", "pktd0", "src", "10.42.0.1"]) as path:
+        yield path
 
 
 def _nft(netns: str, script: str) -> None:
