@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import glob
-import ipaddress
 import json
 import os
 import shutil
@@ -45,6 +44,7 @@ import pocketkube
 from pocketkube.agent.cleanup import cleanup_node
 from pocketkube.client.rest import APIClient, ClientConfig
 from pocketkube.cluster import network, node_power
+from pocketkube.server.control_plane import cluster_dns_ip
 from pocketkube.server.supervisor import ChildProcess
 
 DEFAULT_ROOT = "/var/lib/pocketkube/clusters"
@@ -338,13 +338,8 @@ def dns_children(state: ClusterState, py: list[str]) -> list[ChildProcess]:
     single-node server does on the host): pods reach it without leaving their node."""
     return [ChildProcess(f"dns-{node.name}", [
         "nsenter", f"--net={os.path.join(network.NETNS_DIR, node.netns)}", "--", *py, "dns",
-        "--kubeconfig", state.kubeconfig, "--listen", f"{dns_ip(state.service_cidr)}:53", "--bind-dev", "lo"],
+        "--kubeconfig", state.kubeconfig, "--listen", f"{cluster_dns_ip(state.service_cidr)}:53", "--bind-dev", "lo"],
         log_path=os.path.join(state.node_dir(node), "dns.log"), env=child_env()) for node in state.nodes]
-
-
-def dns_ip(service_cidr: str) -> str:
-    """The cluster DNS Service IP: the 10th address of the service CIDR (as `pocketkube server`)."""
-    return str(ipaddress.ip_network(service_cidr).network_address + 10)
 
 
 async def _record_pids(data_dir: str, children: list[ChildProcess]) -> None:

@@ -22,6 +22,11 @@ from pocketkube.server.supervisor import ChildProcess, pocketkube_argv
 log = logging.getLogger(__name__)
 
 
+def cluster_dns_ip(service_cidr: str) -> str:
+    """The cluster DNS Service IP: the 10th address of the service CIDR (10.43.0.10 by default)."""
+    return str(ipaddress.ip_network(service_cidr).network_address + 10)
+
+
 @dataclass
 class ServerConfig:
     apiserver: APIServerConfig = field(default_factory=APIServerConfig)
@@ -65,7 +70,7 @@ async def run(config: ServerConfig, *, ready: asyncio.Event | None = None) -> No
             log_path=os.path.join(config.apiserver.data_dir, "scheduler.log")))
     if not config.disable_agent:
         data_dir = config.apiserver.data_dir
-        dns_ip = str(ipaddress.ip_network(config.apiserver.service_cidr).network_address + 10)
+        dns_ip = cluster_dns_ip(config.apiserver.service_cidr)
         children.append(ChildProcess(  # cluster DNS on the DNS Service IP itself (pocketkube/dns/run.py)
             "dns", pocketkube_argv("dns", "--kubeconfig", os.path.join(data_dir, "kubeconfig.yaml"),
                                    "--listen", f"{dns_ip}:53", "--bind-dev", "lo"),
