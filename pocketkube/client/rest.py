@@ -169,7 +169,7 @@ class APIClient:
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
                       content_type: str = "application/json", timeout: float = 30.0) -> Obj:
         data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
-        headers = _CONTENT_TYPE.get(content_type) or {"Content-Type": content_type} if data is not None else None
+        headers = (_CONTENT_TYPE.get(content_type) or {"Content-Type": content_type}) if data is not None else None
         clean = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()
                  if v is not None and v != ""}
         # no empty query for aiohttp to merge, one timeout object per value: every controller and
